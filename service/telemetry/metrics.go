@@ -1,0 +1,70 @@
+package telemetry
+
+// Metric names. Every metric the codebase emits is named by one of these
+// constants; the statsd client adds the "shoplab." namespace, so the full name
+// in Datadog is "shoplab." + the constant. docs/metrics.md documents each one
+// (type, tags, unit, meaning) and catalogue_test.go keeps the two in step.
+// Packages add their own metrics here rather than passing string literals to
+// the statsd client (a test rejects literals).
+const (
+	// MetricHTTPRequests counts served HTTP requests.
+	// Tags: route, method, status_class.
+	MetricHTTPRequests = "http.requests"
+	// MetricHTTPRequestDuration is the distribution of HTTP request durations in
+	// milliseconds. Tags: route, method, status_class.
+	MetricHTTPRequestDuration = "http.request.duration"
+
+	// MetricDBQueryDuration is the distribution of statement durations in
+	// milliseconds. Tags: query, outcome.
+	MetricDBQueryDuration = "db.query.duration"
+	// MetricDBQueryErrors counts statements whose outcome is not ok.
+	// Tags: query, outcome.
+	MetricDBQueryErrors = "db.query.errors"
+	// MetricDBLockWait is the distribution of the estimated lock wait, in
+	// milliseconds, of statements flagged " lock". Tags: query, outcome.
+	MetricDBLockWait = "db.lock_wait"
+	// MetricDBLockWaitSampled is the distribution of how long sessions found
+	// waiting for a lock by the sampler have waited so far, in milliseconds.
+	// Tags: query, wait_event.
+	MetricDBLockWaitSampled = "db.lock_wait.sampled"
+	// MetricDBLocksWaiting is the gauge of the service's sessions waiting for a
+	// lock at the last sample.
+	MetricDBLocksWaiting = "db.locks.waiting"
+
+	// MetricDBPoolAcquired is the gauge of connections checked out of the pool.
+	// Tag: pool.
+	MetricDBPoolAcquired = "db.pool.acquired"
+	// MetricDBPoolIdle is the gauge of idle connections in the pool. Tag: pool.
+	MetricDBPoolIdle = "db.pool.idle"
+	// MetricDBPoolTotal is the gauge of all connections of the pool
+	// (acquired + idle + being established). Tag: pool.
+	MetricDBPoolTotal = "db.pool.total"
+	// MetricDBPoolMax is the gauge of the pool's maximum size. Tag: pool.
+	MetricDBPoolMax = "db.pool.max"
+	// MetricDBPoolConstructing is the gauge of connections being established.
+	// Tag: pool.
+	MetricDBPoolConstructing = "db.pool.constructing"
+	// MetricDBPoolAcquires counts successful acquires. Tag: pool.
+	MetricDBPoolAcquires = "db.pool.acquires"
+	// MetricDBPoolAcquireWait counts milliseconds spent in successful acquires
+	// (divide by MetricDBPoolAcquires for the mean). Tag: pool.
+	MetricDBPoolAcquireWait = "db.pool.acquire_wait"
+	// MetricDBPoolEmptyAcquires counts acquires that found no idle connection
+	// and had to wait for one to be released or established. Tag: pool.
+	MetricDBPoolEmptyAcquires = "db.pool.empty_acquires"
+	// MetricDBPoolEmptyAcquireWait counts milliseconds spent waiting by empty
+	// acquires. Tag: pool.
+	MetricDBPoolEmptyAcquireWait = "db.pool.empty_acquire_wait"
+	// MetricDBPoolCanceledAcquires counts acquires abandoned because their
+	// context ended. Tag: pool.
+	MetricDBPoolCanceledAcquires = "db.pool.canceled_acquires"
+	// MetricDBPoolNewConns counts connections opened by the pool. Tag: pool.
+	MetricDBPoolNewConns = "db.pool.new_conns"
+	// MetricDBPoolAcquireDuration is the distribution of individual acquire
+	// durations in milliseconds, measured by the QueryTracer.
+	// Tags: pool, outcome.
+	MetricDBPoolAcquireDuration = "db.pool.acquire.duration"
+
+	// MetricLogDropped counts log lines dropped by log sampling. Tag: level.
+	MetricLogDropped = "log.dropped"
+)

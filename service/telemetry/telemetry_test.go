@@ -1,0 +1,231 @@
+package telemetry_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/DataDog/dd-trace-go/v2/ddtrace/tracer"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/shoplab/shoplab/service/telemetry"
+	"github.com/shoplab/shoplab/service/telemetry/telemetrytest"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	t.Parallel()
+	t.Run("Defaults", func(t *testing.T) {
+		cfg, err := telemetry.ConfigFromEnv(env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg != telemetry.DefaultConfig() {
+			t.Errorf("got %+v, want the defaults", cfg)
+		}
+		if cfg.Service != "shoplab" || cfg.Env != "local" || cfg.Version != "dev" || !cfg.TraceEnabled ||
+			cfg.AgentHost != "localhost" || cfg.TraceAgentPort != "8126" || cfg.DogStatsdAddr != "localhost:8125" ||
+			cfg.LogLevel != "info" || cfg.SlowQuery != 200*time.Millisecond || cfg.AppName != "shoplab" {
+			t.Errorf("defaults: %+v", cfg)
+		}
+	})
+	t.Run("Set", func(t *testing.T) {
+		cfg, err := telemetry.ConfigFromEnv(env(map[string]string{
+			"DD_SERVICE": "shop", "DD_ENV": "prod", "DD_VERSION": "1.2.3", "DD_TRACE_ENABLED": "false",
+			"DD_AGENT_HOST": "agent", "DD_TRACE_AGENT_PORT": "9126", "DD_DOGSTATSD_PORT": "9125",
+			"LOG_LEVEL": "DEBUG", "SLOW_QUERY_THRESHOLD": "1s", "PGAPPNAME": "shopd",
+			"DD_RUNTIME_METRICS_ENABLED": "0", "LOG_SAMPLE_FIRST": "0",
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := telemetry.Config{
+			Service: "shop", Env: "prod", Version: "1.2.3", TraceEnabled: false, RuntimeMetrics: false,
+			AgentHost: "agent", TraceAgentPort: "9126", DogStatsdAddr: "agent:9125", LogLevel: "debug",
+			LogSampleFirst: 0, LogSampleThereafter: 100, SlowQuery: time.Second, AppName: "shopd",
+		}
+		if cfg != want {
+			t.Errorf("got %+v\nwant %+v", cfg, want)
+		}
+	})
+	t.Run("DogStatsdURL", func(t *testing.T) {
+		for in, want := range map[string]string{
+			"unix:///var/run/datadog/dsd.socket": "unix:///var/run/datadog/dsd.socket",
+			"udp://dd-agent:8125":                "dd-agent:8125",
+		} {
+			cfg, err := telemetry.ConfigFromEnv(env(map[string]string{"DD_DOGSTATSD_URL": in, "DD_AGENT_HOST": "x"}))
+			if err != nil || cfg.DogStatsdAddr != want {
+				t.Errorf("%s: got %q, %v; want %q", in, cfg.DogStatsdAddr, err, want)
+			}
+		}
+	})
+	t.Run("SlowQueryMillis", func(t *testing.T) {
+		cfg, err := telemetry.ConfigFromEnv(env(map[string]string{"SLOW_QUERY_THRESHOLD": "50"}))
+		if err != nil || cfg.SlowQuery != 50*time.Millisecond {
+			t.Errorf("got %v, %v", cfg.SlowQuery, err)
+		}
+	})
+	t.Run("Invalid", func(t *testing.T) {
+		_, err := telemetry.ConfigFromEnv(env(map[string]string{
+			"DD_TRACE_ENABLED": "maybe", "DD_TRACE_AGENT_PORT": "http", "LOG_LEVEL": "loud",
+			"SLOW_QUERY_THRESHOLD": "soon", "DD_DOGSTATSD_URL": "tcp://x:1",
+		}))
+		if err == nil {
+			t.Fatal("want an error")
+		}
+		for _, name := range []string{"DD_TRACE_ENABLED", "DD_TRACE_AGENT_PORT", "LOG_LEVEL", "SLOW_QUERY_THRESHOLD", "DD_DOGSTATSD_URL"} {
+			if !strings.Contains(err.Error(), name) {
+				t.Errorf("error does not name %s: %v", name, err)
+			}
+		}
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for the tracer's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// TestNewWithoutAgent starts the real tracer against an agent port where
+// nothing listens: New and Close must succeed and the log must stay quiet.
+func TestNewWithoutAgent(t *testing.T) {
+	t.Parallel()
+	telemetrytest.LockTracer(t)
+	cfg := telemetry.DefaultConfig()
+	cfg.Env = "test"
+	cfg.AgentHost = "127.0.0.1"
+	cfg.TraceAgentPort = freePort(t)
+	cfg.DogStatsdAddr = "127.0.0.1:" + freePort(t) // UDP: nobody listens there either
+	cfg.LogLevel = "debug"                         // quiet must not depend on the level
+	var out syncBuffer
+	tel, err := telemetry.New(cfg, &out)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	span, ctx := tracer.StartSpanFromContext(context.Background(), "test.op")
+	telemetry.Logger(ctx, tel.Log).Info("inside span")
+	span.Finish()
+	for i := 0; i < 100; i++ {
+		_ = tel.Metrics.Incr(telemetry.MetricHTTPRequests, []string{"route:/x"}, 1)
+	}
+	if err := tel.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := tel.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	var lines, ddtrace int
+	var sawSpanLine bool
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("not a JSON line: %q", l)
+		}
+		lines++
+		if m["level"] == "error" || m["level"] == "fatal" {
+			t.Errorf("error line: %s", l)
+		}
+		if m["logger"] == "ddtrace" && m["level"] != "debug" {
+			ddtrace++
+		}
+		if m["msg"] == "inside span" {
+			sawSpanLine = true
+			if m["dd.trace_id"] != telemetry.TraceID(span.Context()) || m["dd.service"] != "shoplab" || m["dd.env"] != "test" {
+				t.Errorf("span line lacks correlation fields: %s", l)
+			}
+			if _, ok := m["timestamp"]; !ok {
+				t.Errorf("no timestamp: %s", l)
+			}
+		}
+	}
+	if !sawSpanLine {
+		t.Errorf("the service's own line is missing:\n%s", out.String())
+	}
+	if ddtrace > 5 {
+		t.Errorf("%d tracer lines above debug, want a handful:\n%s", ddtrace, out.String())
+	}
+	t.Logf("%d lines, %d from the tracer above debug:\n%s", lines, ddtrace, out.String())
+}
+
+func TestNewSamplesLogs(t *testing.T) {
+	t.Parallel()
+	cfg := telemetry.DefaultConfig()
+	cfg.TraceEnabled = false
+	cfg.LogSampleFirst, cfg.LogSampleThereafter = 10, 1000
+	capture := telemetrytest.NewStatsdCapture(t)
+	cfg.DogStatsdAddr = capture.Addr()
+	var out syncBuffer
+	tel, err := telemetry.New(cfg, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 500; i++ {
+		tel.Log.Info("request")
+	}
+	if err := tel.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "\n"); n > 12 {
+		t.Errorf("%d lines written, want about 10", n)
+	}
+	eventually(t, "log.dropped", func() bool {
+		var dropped float64
+		for _, m := range capture.Find(telemetry.MetricLogDropped, "level:info") {
+			dropped += m.Value
+		}
+		return dropped >= 480
+	})
+}
+
+func TestNewInvalidLevel(t *testing.T) {
+	t.Parallel()
+	cfg := telemetry.DefaultConfig()
+	cfg.TraceEnabled = false
+	cfg.LogLevel = "loud"
+	if _, err := telemetry.New(cfg, &syncBuffer{}); err == nil {
+		t.Fatal("want an error")
+	}
+}
+
+func TestLoggerWithoutSpan(t *testing.T) {
+	t.Parallel()
+	log, logs := telemetrytest.Observer(t, zapcore.InfoLevel)
+	telemetry.Logger(context.Background(), log).Info("no span")
+	f := logs.All()[0].ContextMap()
+	if _, ok := f["dd.trace_id"]; ok {
+		t.Errorf("dd.trace_id without a span: %v", f)
+	}
+}
