@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/shoplab/shoplab/service/httpapi"
+	"github.com/shoplab/shoplab/service/postgres"
+	"github.com/shoplab/shoplab/service/telemetry"
+)
+
+// openPool opens the main pool with the service's application_name and,
+// when tel is set, its query tracer.
+func openPool(ctx context.Context, cfg config, tel *telemetry.Telemetry) (*pgxpool.Pool, error) {
+	var tracer pgx.QueryTracer
+	if tel != nil {
+		tracer = telemetry.NewQueryTracer(tel)
+	}
+	pc, err := postgres.PoolConfig(cfg.DatabaseURL, cfg.AppName, tracer)
+	if err != nil {
+		return nil, err
+	}
+	pc.MaxConns = cfg.DBMaxConns
+	return pgxpool.NewWithConfig(ctx, pc)
+}
+
+func serve(ctx context.Context, cfg config, getenv func(string) string, stdout io.Writer) error {
+	tcfg, err := telemetry.ConfigFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	tcfg.AppName = cfg.AppName
+	tel, err := telemetry.New(tcfg, stdout)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
+	log := tel.Log
+
+	pool, err := openPool(ctx, cfg, tel)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	db := postgres.New(pool)
+	db.CheckoutTimeouts = postgres.Timeouts{Lock: cfg.CheckoutLockTimeout, Statement: cfg.CheckoutStatementTimeout}
+
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	go telemetry.ReportPoolStats(bg, tel, "main", pool, 10*time.Second)
+	go telemetry.SampleLockWaits(bg, tel, pool, time.Second)
+
+	handler := httpapi.NewServer(httpapi.Deps{
+		Config:    httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, MaxImportBytes: cfg.MaxImportBytes},
+		Telemetry: tel,
+		Products:  db,
+		Orders:    db,
+		Reports:   db,
+		DB:        db,
+	})
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	log.Info("listening", zap.String("addr", ln.Addr().String()))
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", zap.Duration("timeout", cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("in-flight requests did not finish in time", zap.Error(err))
+		_ = srv.Close()
+	}
+	stopBG()
+	pool.Close()
+	log.Info("stopped")
+	return nil
+}
+
+func migrate(ctx context.Context, cfg config, command string, stdout io.Writer) error {
+	pool, err := openPool(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return postgres.Migrate(ctx, pool, command, stdout)
+}
+
+func seed(ctx context.Context, cfg config, stdout io.Writer) error {
+	pool, err := openPool(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	start := time.Now()
+	st, err := postgres.New(pool).Seed(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "seeded %d users, %d products, %d orders, %d order items in %s\n",
+		st.Users, st.Products, st.Orders, st.Items, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// setup prepares a database from nothing: it creates it when missing,
+// migrates it up and seeds it when it holds no products.
+func setup(ctx context.Context, cfg config, stdout io.Writer) error {
+	if err := createDatabase(ctx, cfg.DatabaseURL, stdout); err != nil {
+		return err
+	}
+	if err := migrate(ctx, cfg, "up", stdout); err != nil {
+		return err
+	}
+	pool, err := openPool(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM products").Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		fmt.Fprintf(stdout, "database already holds %d products; not seeding\n", n)
+		return nil
+	}
+	return seed(ctx, cfg, stdout)
+}
+
+// createDatabase creates the database that dsn names when it does not
+// exist, connecting to the server's "postgres" database to do so.
+func createDatabase(ctx context.Context, dsn string, stdout io.Writer) error {
+	cc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err == nil {
+		return conn.Close(ctx)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "3D000" { // invalid_catalog_name
+		return fmt.Errorf("connect to database %q: %w", cc.Database, err)
+	}
+	name := cc.Database
+	cc.Database = "postgres"
+	admin, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return fmt.Errorf("connect to create database %q: %w", name, err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("create database %q: %w", name, err)
+	}
+	fmt.Fprintf(stdout, "created database %q\n", name)
+	return nil
+}

@@ -1,0 +1,67 @@
+// Command shopd is the shoplab service: `shopd serve` runs the HTTP API,
+// `shopd migrate up|down|status` manages the schema, `shopd seed` loads the
+// demo dataset and `shopd setup` does what a fresh machine needs (create
+// the database, migrate, seed when empty). Configuration comes from the
+// environment; see the README.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "shopd:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: shopd <command>
+
+commands:
+  serve                 run the HTTP API (graceful shutdown on SIGTERM/SIGINT)
+  migrate up|down|status
+                        apply, revert one, or list the schema migrations
+  seed                  load the demo dataset (deterministic; a re-run adds nothing)
+  setup                 create the database if missing, migrate up, seed when empty
+
+configuration: environment variables, see README.md`
+
+// run is the whole program; main only calls it. It owns config, signals
+// (through ctx) and shutdown, and keeps no package-level state, so tests
+// can run it side by side.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		fmt.Fprintln(stderr, usage)
+		return fmt.Errorf("no command given")
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	switch args[1] {
+	case "serve":
+		return serve(ctx, cfg, getenv, stdout)
+	case "migrate":
+		if len(args) < 3 {
+			return fmt.Errorf("migrate needs up, down or status")
+		}
+		return migrate(ctx, cfg, args[2], stdout)
+	case "seed":
+		return seed(ctx, cfg, stdout)
+	case "setup":
+		return setup(ctx, cfg, stdout)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	fmt.Fprintln(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[1])
+}

@@ -1,0 +1,120 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/shoplab/shoplab/service/httpapi"
+	"github.com/shoplab/shoplab/service/internal/pgtest"
+	"github.com/shoplab/shoplab/service/postgres"
+	"github.com/shoplab/shoplab/service/telemetry"
+	"github.com/shoplab/shoplab/service/telemetry/telemetrytest"
+)
+
+// testEnv is a seeded database behind the real router on a real listener.
+type testEnv struct {
+	db    *postgres.DB
+	srv   *httptest.Server
+	tel   *telemetry.Telemetry
+	stats *telemetrytest.StatsdCapture
+	logs  *observer.ObservedLogs
+}
+
+func newEnv(t testing.TB, configure ...func(*pgxpool.Config)) *testEnv {
+	t.Helper()
+	var conf func(*pgxpool.Config)
+	if len(configure) > 0 {
+		conf = configure[0]
+	}
+	pool := pgtest.NewWithConfig(t, conf)
+	db := postgres.New(pool)
+	if _, err := db.Seed(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tel, stats, logs := telemetrytest.New(t)
+	h := httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: db, Orders: db, Reports: db, DB: db})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &testEnv{db: db, srv: srv, tel: tel, stats: stats, logs: logs}
+}
+
+// response is a decoded answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+func (e *testEnv) do(t testing.TB, method, path, contentType string, body string, headers ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+func (e *testEnv) get(t testing.TB, path string) response {
+	t.Helper()
+	return e.do(t, "GET", path, "", "")
+}
+
+func (e *testEnv) postJSON(t testing.TB, path string, v any, headers ...string) response {
+	t.Helper()
+	var body string
+	switch b := v.(type) {
+	case string:
+		body = b
+	default:
+		var buf bytes.Buffer
+		_ = json.NewEncoder(&buf).Encode(v)
+		body = buf.String()
+	}
+	return e.do(t, "POST", path, "application/json", body, headers...)
+}
+
+func (e *testEnv) scalar(t testing.TB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := e.db.Pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (e *testEnv) id(t testing.TB, query string, args ...any) string {
+	t.Helper()
+	var s string
+	if err := e.db.Pool.QueryRow(context.Background(), query, args...).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

@@ -1,0 +1,119 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"go.uber.org/zap"
+
+	"github.com/shoplab/shoplab/service/shop"
+	"github.com/shoplab/shoplab/service/telemetry"
+)
+
+type ctxKey int
+
+const requestIDKey ctxKey = iota
+
+// RequestIDFrom returns the request id that the requestID middleware put in ctx.
+func RequestIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// requestID gives every request an id: the client's X-Request-Id when it
+// is sane, otherwise a new random one. It is echoed in the response's
+// X-Request-Id, put in the context and left in the request's header for
+// the access log.
+func requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !saneRequestID(id) {
+			var b [16]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+			r.Header.Set("X-Request-Id", id)
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+func saneRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// recoverer turns a panic into a 500 in the one format, with the stack in
+// the log and nothing of it in the body.
+func recoverer(tel *telemetry.Telemetry) mux.MiddlewareFunc {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				v := recover()
+				if v == nil || v == http.ErrAbortHandler {
+					if v != nil {
+						panic(v)
+					}
+					return
+				}
+				telemetry.Logger(r.Context(), tel.Log).Error("panic", zap.Any("panic", v)) // the logger adds the stack
+				writeError(w, r, tel, shop.Internal(fmt.Errorf("panic: %v", v)))
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+func handleNotFound(tel *telemetry.Telemetry) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, tel, shop.Errorf(shop.ENOTFOUND, "Route not found"))
+	})
+}
+
+// handleMethodNotAllowed answers 405 with the Allow header listing the
+// methods that the path's routes accept.
+func handleMethodNotAllowed(tel *telemetry.Telemetry, router *mux.Router) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		_ = router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+			re, err := route.GetPathRegexp()
+			if err != nil {
+				return nil
+			}
+			methods, err := route.GetMethods()
+			if err != nil {
+				return nil
+			}
+			if matchPath(re, r.URL.Path) {
+				for _, m := range methods {
+					if !slices.Contains(allow, m) {
+						allow = append(allow, m)
+					}
+				}
+			}
+			return nil
+		})
+		slices.Sort(allow)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, r, tel, shop.Errorf(shop.EMETHOD, "Method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+	})
+}
+
+func matchPath(re, path string) bool {
+	m, err := regexp.MatchString(re, path)
+	return err == nil && m
+}

@@ -1,0 +1,74 @@
+// Package httpapi is shoplab's HTTP edge: the router, one handler maker per
+// endpoint, request decoding and validation, and the one error format
+// (application/problem+json) that every error of every endpoint uses.
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	muxtrace "github.com/DataDog/dd-trace-go/contrib/gorilla/mux/v2"
+
+	"github.com/shoplab/shoplab/service/shop"
+	"github.com/shoplab/shoplab/service/telemetry"
+)
+
+// Config holds the edge's limits.
+type Config struct {
+	// MaxBodyBytes bounds ordinary JSON bodies (default 1 MiB).
+	MaxBodyBytes int64
+	// MaxImportBytes bounds POST /admin/products/import bodies (default 50 MiB, the original's limit).
+	MaxImportBytes int64
+	// DefaultOrderLimit is the page size of GET /orders/{userId} without ?limit= (default 500).
+	DefaultOrderLimit int
+	// MaxOrderLimit bounds ?limit= of GET /orders/{userId} (default 1000).
+	MaxOrderLimit int
+	// ReadyTimeout bounds the database check of GET /ready (default 2s).
+	ReadyTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxImportBytes <= 0 {
+		c.MaxImportBytes = 50 << 20
+	}
+	if c.DefaultOrderLimit <= 0 {
+		c.DefaultOrderLimit = 500
+	}
+	if c.MaxOrderLimit <= 0 {
+		c.MaxOrderLimit = 1000
+	}
+	if c.ReadyTimeout <= 0 {
+		c.ReadyTimeout = 2 * time.Second
+	}
+	return c
+}
+
+// Deps are what the server needs. Stores are interfaces of package shop;
+// the edge never sees SQL.
+type Deps struct {
+	Config    Config
+	Telemetry *telemetry.Telemetry
+	Products  shop.ProductStore
+	Orders    shop.OrderStore
+	Reports   shop.ReportStore
+	DB        shop.Pinger
+}
+
+// NewServer builds the HTTP handler: a traced gorilla/mux router with every
+// route of routes.go, wrapped in request-id and recovery middleware.
+func NewServer(d Deps) http.Handler {
+	d.Config = d.Config.withDefaults()
+	tel := d.Telemetry
+	r := muxtrace.NewRouter(muxtrace.WithService(tel.Config.Service))
+	r.NotFoundHandler = handleNotFound(tel)
+	r.MethodNotAllowedHandler = handleMethodNotAllowed(tel, r.Router)
+	// Metrics and access log outside, recovery inside: a panic is seen as
+	// the 500 that recoverer answers.
+	telemetry.InstrumentRouter(tel, r.Router)
+	r.Use(recoverer(tel))
+	addRoutes(r.Router, d)
+	return requestID(r)
+}

@@ -1,0 +1,114 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/shoplab/shoplab/service/shop"
+)
+
+// ordersByUserSQL reads one page of a user's orders through
+// orders_user_created_idx. The keyset ($2, $3) is the last order of the
+// previous page; NULLs start at the newest.
+const ordersByUserSQL = `-- name: orders.by_user
+SELECT o.id::text, o.user_id::text, o.status, (o.total * 100)::bigint, o.created_at
+FROM orders o
+WHERE o.user_id = $1
+  AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3::uuid))
+ORDER BY o.created_at DESC, o.id DESC
+LIMIT $4`
+
+// itemsByOrdersSQL reads every line of a page of orders, with its product,
+// in one statement through order_items_order_id_idx.
+const itemsByOrdersSQL = `-- name: orders.items_by_orders
+SELECT ` + productCols + `,
+       oi.id::text, oi.order_id::text, oi.quantity, (oi.price * 100)::bigint
+FROM order_items oi
+JOIN products p ON p.id = oi.product_id
+WHERE oi.order_id = ANY($1::uuid[])
+ORDER BY oi.order_id, oi.id`
+
+const userExistsSQL = `-- name: users.exists
+SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`
+
+// OrdersByUser returns a page of the user's orders, newest first, with
+// items and products, in two statements whatever the page size (a third,
+// cheap one only tells "no orders" from "no user"). Errors: ENOTFOUND,
+// EUNAVAILABLE, EINTERNAL.
+func (db *DB) OrdersByUser(ctx context.Context, userID string, page shop.OrderPage) ([]shop.Order, *shop.OrderCursor, error) {
+	var afterAt *time.Time
+	var afterID *string
+	if page.After != nil {
+		afterAt, afterID = &page.After.CreatedAt, &page.After.ID
+	}
+	// Read one more than asked to learn whether a next page exists.
+	rows, err := db.Pool.Query(ctx, ordersByUserSQL, userID, afterAt, afterID, page.Limit+1)
+	if err != nil {
+		return nil, nil, wrapErr(err)
+	}
+	orders := []shop.Order{}
+	for rows.Next() {
+		var o shop.Order
+		var cents int64
+		if err := rows.Scan(&o.ID, &o.UserID, &o.Status, &cents, &o.CreatedAt); err != nil {
+			rows.Close()
+			return nil, nil, wrapErr(err)
+		}
+		o.Total = shop.Money(cents)
+		o.Items = []shop.OrderItem{}
+		orders = append(orders, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, wrapErr(err)
+	}
+
+	if len(orders) == 0 {
+		var exists bool
+		if err := db.Pool.QueryRow(ctx, userExistsSQL, userID).Scan(&exists); err != nil {
+			return nil, nil, wrapErr(err)
+		}
+		if !exists && page.After == nil {
+			return nil, nil, shop.Errorf(shop.ENOTFOUND, "User not found")
+		}
+		return orders, nil, nil
+	}
+
+	var next *shop.OrderCursor
+	if len(orders) > page.Limit {
+		orders = orders[:page.Limit]
+		last := orders[len(orders)-1]
+		next = &shop.OrderCursor{CreatedAt: last.CreatedAt, ID: last.ID}
+	}
+	if err := db.attachItems(ctx, orders); err != nil {
+		return nil, nil, wrapErr(err)
+	}
+	return orders, next, nil
+}
+
+// attachItems loads the lines of orders, with their products, in one
+// statement.
+func (db *DB) attachItems(ctx context.Context, orders []shop.Order) error {
+	index := make(map[string]int, len(orders))
+	ids := make([]string, len(orders))
+	for i, o := range orders {
+		index[o.ID] = i
+		ids[i] = o.ID
+	}
+	rows, err := db.Pool.Query(ctx, itemsByOrdersSQL, ids)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var it shop.OrderItem
+		var cents int64
+		if err := scanProduct(rows, &it.Product, &it.ID, &it.OrderID, &it.Quantity, &cents); err != nil {
+			return err
+		}
+		it.ProductID = it.Product.ID
+		it.Price = shop.Money(cents)
+		o := &orders[index[it.OrderID]]
+		o.Items = append(o.Items, it)
+	}
+	return rows.Err()
+}

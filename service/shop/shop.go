@@ -1,0 +1,178 @@
+// Package shop is shoplab's domain: products, users, orders and their
+// validation rules, the Error type with its codes, and the store interfaces
+// that the postgres package implements and the httpapi package consumes.
+// It imports the standard library only.
+package shop
+
+import (
+	"context"
+	"regexp"
+	"time"
+)
+
+// Product is an item for sale.
+type Product struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Description *string   `json:"description"`
+	Price       Money     `json:"price"`
+	Inventory   int       `json:"inventory"`
+	CreatedAt   time.Time `json:"createdAt"`
+}
+
+// User is a buyer or a merchant.
+type User struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	UserType  string    `json:"userType"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// The user types.
+const (
+	UserTypeCustomer = "customer"
+	UserTypeMerchant = "merchant"
+)
+
+// Order statuses.
+const (
+	OrderPending   = "pending"
+	OrderCompleted = "completed"
+	OrderCancelled = "cancelled"
+)
+
+// Order is a user's purchase with its lines.
+type Order struct {
+	ID        string      `json:"id"`
+	UserID    string      `json:"userId"`
+	Status    string      `json:"status"`
+	Total     Money       `json:"total"`
+	CreatedAt time.Time   `json:"createdAt"`
+	Items     []OrderItem `json:"items"`
+}
+
+// OrderItem is one line of an order; Price is the unit price at purchase.
+type OrderItem struct {
+	ID        string  `json:"id"`
+	OrderID   string  `json:"orderId"`
+	ProductID string  `json:"productId"`
+	Quantity  int     `json:"quantity"`
+	Price     Money   `json:"price"`
+	Product   Product `json:"product"`
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// ValidID reports whether id is a UUID in its canonical text form.
+func ValidID(id string) bool { return uuidRE.MatchString(id) }
+
+// ProductFilter selects a page of products, newest first.
+type ProductFilter struct {
+	Page  int // 1-based
+	Limit int
+}
+
+// OrderPage selects a page of one user's orders, newest first. After, when
+// set, is the cursor of the last order of the previous page.
+type OrderPage struct {
+	Limit int
+	After *OrderCursor
+}
+
+// OrderCursor is a position in a user's order history.
+type OrderCursor struct {
+	CreatedAt time.Time
+	ID        string
+}
+
+// CheckoutRequest is a cart to buy.
+type CheckoutRequest struct {
+	UserID string     `json:"userId"`
+	Items  []CartLine `json:"items"`
+}
+
+// CartLine is one line of a cart.
+type CartLine struct {
+	ProductID string `json:"productId"`
+	Quantity  int    `json:"quantity"`
+}
+
+// Shortage is a cart line that cannot be served from stock.
+type Shortage struct {
+	ProductID string `json:"productId"`
+	Name      string `json:"name"`
+	Requested int    `json:"requested"`
+	Available int    `json:"available"`
+}
+
+// ReportSummary holds the figures of a user's order report, computed by
+// the database.
+type ReportSummary struct {
+	User           User
+	OrderCount     int
+	ItemsPurchased int
+	TotalSpent     Money
+}
+
+// ReportLine is one line of an order in a streamed report: the order's
+// header fields repeat on each of its lines.
+type ReportLine struct {
+	OrderID     string
+	Status      string
+	CreatedAt   time.Time
+	OrderTotal  Money
+	ProductID   string
+	ProductName string
+	Quantity    int
+	UnitPrice   Money
+}
+
+// ProductStore reads and writes the catalogue.
+type ProductStore interface {
+	// ListProducts returns a page of products, newest first, and the total
+	// count. Errors: EUNAVAILABLE, EINTERNAL.
+	ListProducts(ctx context.Context, f ProductFilter) ([]Product, int, error)
+	// Product returns one product. Errors: ENOTFOUND, EUNAVAILABLE, EINTERNAL.
+	Product(ctx context.Context, id string) (Product, error)
+	// CreateProduct stores a validated product. Errors: EINVALID,
+	// EUNAVAILABLE, EINTERNAL.
+	CreateProduct(ctx context.Context, p NewProduct) (Product, error)
+	// ImportProducts stores all products in one transaction, or none.
+	// Errors: EINVALID, EUNAVAILABLE, EINTERNAL.
+	ImportProducts(ctx context.Context, ps []NewProduct) (int, error)
+	// LowInventory lists products with inventory <= threshold, lowest
+	// first. Errors: EUNAVAILABLE, EINTERNAL.
+	LowInventory(ctx context.Context, threshold int) ([]Product, error)
+}
+
+// OrderStore reads order history and places orders.
+type OrderStore interface {
+	// OrdersByUser returns a page of the user's orders, newest first, each
+	// with its items and their products, and the cursor of the next page
+	// (nil on the last). Errors: ENOTFOUND (no such user), EUNAVAILABLE,
+	// EINTERNAL.
+	OrdersByUser(ctx context.Context, userID string, page OrderPage) ([]Order, *OrderCursor, error)
+	// Checkout reserves stock and places the order in one transaction; it
+	// never oversells. Errors: EINVALID, ENOTFOUND (user or product),
+	// ECONFLICT (insufficient stock, with the shortages), EUNAVAILABLE
+	// (timeouts), EINTERNAL.
+	Checkout(ctx context.Context, req CheckoutRequest) (Order, error)
+}
+
+// ReportStore computes order reports.
+type ReportStore interface {
+	// ReportSummary returns a user's report figures. Errors: ENOTFOUND,
+	// EUNAVAILABLE, EINTERNAL.
+	ReportSummary(ctx context.Context, userID string) (ReportSummary, error)
+	// StreamReport calls fn for each order line of the user, newest order
+	// first, without holding them in memory. It stops at fn's first error
+	// and returns it. Errors: EUNAVAILABLE, EINTERNAL, or fn's error.
+	StreamReport(ctx context.Context, userID string, fn func(ReportLine) error) error
+}
+
+// Pinger checks that a dependency answers.
+type Pinger interface {
+	// Ping returns EUNAVAILABLE when the dependency does not answer.
+	Ping(ctx context.Context) error
+}
