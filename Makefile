@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt bench-orders clean
+.PHONY: build run test vet fmt bench-orders bench-telemetry clean
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -39,3 +39,7 @@ bench-orders:
 
 clean:
 	rm -rf bin
+
+## bench-telemetry: the same mixed workload with telemetry on and off, alternating, in one run
+bench-telemetry:
+	$(GO) test -run '^$$' -bench 'TelemetryOverhead' -benchtime 400x -count 1 ./service/httpapi/

@@ -29,18 +29,22 @@ type testEnv struct {
 	logs  *observer.ObservedLogs
 }
 
+// newEnv starts the service's HTTP edge on a seeded fresh database, with
+// the service's query tracer on the pool; configure adjusts the pool.
 func newEnv(t testing.TB, configure ...func(*pgxpool.Config)) *testEnv {
 	t.Helper()
-	var conf func(*pgxpool.Config)
-	if len(configure) > 0 {
-		conf = configure[0]
-	}
-	pool := pgtest.NewWithConfig(t, conf)
+	tel, stats, logs := telemetrytest.New(t)
+	pool := pgtest.NewWithConfig(t, func(c *pgxpool.Config) {
+		c.ConnConfig.Tracer = telemetry.NewQueryTracer(tel)
+		c.ConnConfig.RuntimeParams["application_name"] = tel.Config.AppName
+		for _, f := range configure {
+			f(c)
+		}
+	})
 	db := postgres.New(pool)
 	if _, err := db.Seed(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	tel, stats, logs := telemetrytest.New(t)
 	h := httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: db, Orders: db, Reports: db, DB: db})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

@@ -13,16 +13,29 @@ import (
 	"github.com/shoplab/shoplab/service/internal/pgtest"
 )
 
-// lineWriter hands each complete output line to a channel.
+// lineWriter hands each complete output line to a channel and keeps them all.
 type lineWriter struct {
 	mu    sync.Mutex
-	buf   strings.Builder
-	lines chan string
+	buf    strings.Builder
+	lines  chan string
+	all    []string
+	closed bool
+}
+
+// stop stops recording and returns every line written.
+func (w *lineWriter) stop() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	return w.all
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return len(p), nil
+	}
 	w.buf.Write(p)
 	for {
 		s := w.buf.String()
@@ -30,6 +43,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
+		w.all = append(w.all, s[:i])
 		select {
 		case w.lines <- s[:i]:
 		default:
@@ -48,7 +62,8 @@ func TestRunEndToEnd(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	env := map[string]string{
 		"DATABASE_URL": dsn, "PORT": "0", "HOST": "127.0.0.1",
-		"DD_TRACE_ENABLED": "false", "DD_AGENT_HOST": "127.0.0.1", "DD_DOGSTATSD_PORT": "1",
+		// Tracing on with no Datadog agent anywhere: the agent is optional.
+		"DD_TRACE_ENABLED": "true", "DD_AGENT_HOST": "127.0.0.1", "DD_TRACE_AGENT_PORT": "1", "DD_DOGSTATSD_PORT": "1",
 		"LOG_LEVEL": "info", "SHUTDOWN_TIMEOUT": "5s",
 	}
 	getenv := func(k string) string { return env[k] }
@@ -132,6 +147,23 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/health"); err == nil {
 		t.Error("still accepting after shutdown")
+	}
+
+	// Without an agent the service logs no error and at most a few
+	// rate-limited tracer warnings.
+	warnings := 0
+	for _, line := range logs.stop() {
+		var l struct{ Level, Msg, Logger string }
+		_ = json.Unmarshal([]byte(line), &l)
+		switch l.Level {
+		case "error", "dpanic", "panic", "fatal":
+			t.Errorf("error logged without an agent: %s", line)
+		case "warn":
+			warnings++
+		}
+	}
+	if warnings > 3 {
+		t.Errorf("%d warnings without an agent, want at most 3 (no log spam)", warnings)
 	}
 }
 
