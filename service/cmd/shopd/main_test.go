@@ -15,7 +15,7 @@ import (
 
 // lineWriter hands each complete output line to a channel and keeps them all.
 type lineWriter struct {
-	mu    sync.Mutex
+	mu     sync.Mutex
 	buf    strings.Builder
 	lines  chan string
 	all    []string
