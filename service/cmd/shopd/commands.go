@@ -39,7 +39,6 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	if err != nil {
 		return err
 	}
-	tcfg.AppName = cfg.AppName
 	tel, err := telemetry.New(tcfg, stdout)
 	if err != nil {
 		return err

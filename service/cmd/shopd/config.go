@@ -10,7 +10,7 @@ import (
 type config struct {
 	Addr            string        // HOST:PORT to listen on (PORT default 3000; HOST default all interfaces)
 	DatabaseURL     string        // DATABASE_URL; empty means libpq's PG* variables and defaults
-	AppName         string        // DB_APPLICATION_NAME, shown in pg_stat_activity (default shoplab)
+	AppName         string        // PGAPPNAME: application_name shown in pg_stat_activity (default shoplab)
 	DBMaxConns      int32         // DB_MAX_CONNS (default 20)
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long in-flight requests may finish (default 15s)
 
@@ -40,7 +40,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	c.Addr = getenv("HOST") + ":" + port
 	c.DatabaseURL = getenv("DATABASE_URL")
-	if v := getenv("DB_APPLICATION_NAME"); v != "" {
+	if v := getenv("PGAPPNAME"); v != "" {
 		c.AppName = v
 	}
 	var errs []error
