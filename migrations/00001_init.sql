@@ -3,11 +3,14 @@
 -- exact NUMERIC money, foreign keys, CHECK constraints that make bad states
 -- impossible, and the indexes the queries need.
 
+-- user_type is NULL for an account whose type was never recorded: the
+-- original schema had no such column, so every account carried over from
+-- it is typeless until someone decides. New accounts default to customer.
 CREATE TABLE users (
     id          uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
     email       text        NOT NULL,
     name        text        NOT NULL,
-    user_type   text        NOT NULL DEFAULT 'customer',
+    user_type   text                 DEFAULT 'customer',
     created_at  timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT users_email_key UNIQUE (email),
     CONSTRAINT users_user_type_check CHECK (user_type IN ('customer', 'merchant'))

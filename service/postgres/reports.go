@@ -12,7 +12,7 @@ import (
 // reportSummarySQL computes a report's figures in the database: no order is
 // loaded into the service to count or add it.
 const reportSummarySQL = `-- name: reports.summary
-SELECT u.id::text, u.email, u.name, u.user_type, u.created_at,
+SELECT u.id::text, u.email, u.name, coalesce(u.user_type, ''), u.created_at,
        coalesce(s.orders, 0), coalesce(s.cents, 0), coalesce(i.items, 0)
 FROM users u
 LEFT JOIN LATERAL (

@@ -25,7 +25,7 @@ type User struct {
 	ID        string    `json:"id"`
 	Email     string    `json:"email"`
 	Name      string    `json:"name"`
-	UserType  string    `json:"userType"`
+	UserType  string    `json:"userType"` // "" for a legacy account whose type was never recorded
 	CreatedAt time.Time `json:"createdAt"`
 }
 
