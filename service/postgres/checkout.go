@@ -2,26 +2,71 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/DataDog/dd-trace-go/v2/ddtrace/ext"
+	"github.com/DataDog/dd-trace-go/v2/ddtrace/tracer"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/shoplab/shoplab/service/shop"
 )
 
-const checkoutUserSQL = `-- name: checkout.user_exists
-SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`
+// A checkout is one transaction of four round trips:
+//
+//  1. BEGIN with SET LOCAL lock_timeout and statement_timeout;
+//  2. a batch: claim the idempotency key (if any), look up a finished
+//     checkout with that key, lock the cart's products in id order;
+//  3. a batch: decrement stock, insert the order and its lines, store the
+//     response under the key;
+//  4. COMMIT.
+//
+// Between 2 and 3 Go checks stock and builds the order (ids are made here,
+// so that the response is known before the insert). Products are locked in
+// one statement sorted by id, so two carts that share products queue for
+// them instead of deadlocking; lock_timeout bounds that queue.
 
-// lockProductsSQL locks the cart's products in id order. Every checkout
-// locks in the same order, so two carts that share products wait for each
-// other instead of deadlocking.
+// claimKeySQL claims an idempotency key for this transaction, or takes
+// over an expired one. While the claiming transaction is open, a second
+// request with the key waits here (a lock wait, bounded by lock_timeout);
+// when the first commits, the claim returns no row and the lookup below
+// finds its result; when the first rolls back, the second claims the key.
+const claimKeySQL = `-- name: checkout.claim_idempotency_key lock
+INSERT INTO idempotency_keys AS k (idempotency_key, request_hash, expires_at)
+VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond')
+ON CONFLICT (idempotency_key) DO UPDATE
+    SET request_hash = EXCLUDED.request_hash, order_id = NULL, response = NULL,
+        created_at = now(), expires_at = EXCLUDED.expires_at
+    WHERE k.expires_at <= now()
+RETURNING true`
+
+// findKeySQL returns the finished checkout that holds the key. It runs
+// after the claim, so it sees what a concurrent first request committed;
+// our own fresh claim has no order yet and is not returned.
+const findKeySQL = `-- name: checkout.find_idempotency_key
+SELECT request_hash, response FROM idempotency_keys
+WHERE idempotency_key = $1 AND order_id IS NOT NULL`
+
+// lockProductsSQL locks the cart's products in id order and reads them,
+// with the transaction's timestamp (the order's createdAt) and whether the
+// user exists. When the idempotency key ($3) belongs to a finished
+// checkout, it locks nothing: a replay never waits for stock.
 const lockProductsSQL = `-- name: checkout.lock_products lock
-SELECT ` + productCols + `
+SELECT ` + productCols + `, now(), EXISTS (SELECT 1 FROM users u WHERE u.id = $2)
 FROM products p
 WHERE p.id = ANY($1::uuid[])
+  AND ($3::text IS NULL OR NOT EXISTS (
+      SELECT 1 FROM idempotency_keys k WHERE k.idempotency_key = $3 AND k.order_id IS NOT NULL))
 ORDER BY p.id
-FOR UPDATE`
+FOR UPDATE OF p`
+
+const checkoutUserSQL = `-- name: checkout.user_exists
+SELECT EXISTS (SELECT 1 FROM users WHERE id = $1), now()`
 
 // reserveStockSQL decrements stock only where enough is left; the CHECK
 // (inventory >= 0) is the last line of defence behind it.
@@ -30,127 +75,234 @@ UPDATE products p SET inventory = p.inventory - r.qty
 FROM unnest($1::uuid[], $2::int[]) AS r(id, qty)
 WHERE p.id = r.id AND p.inventory >= r.qty`
 
+// insertOrderSQL inserts the order and its lines in one statement, at the
+// prices read under lock.
 const insertOrderSQL = `-- name: checkout.insert_order
-INSERT INTO orders (user_id, status, total)
-VALUES ($1, 'pending', $2::bigint / 100.0)
-RETURNING id::text, status, created_at`
+WITH o AS (
+    INSERT INTO orders (id, user_id, status, total, created_at)
+    VALUES ($1, $2, 'pending', $3::bigint / 100.0, $4)
+)
+INSERT INTO order_items (id, order_id, product_id, quantity, price)
+SELECT r.item_id, $1, r.id, r.qty, r.cents / 100.0
+FROM unnest($5::uuid[], $6::uuid[], $7::int[], $8::bigint[]) AS r(item_id, id, qty, cents)`
 
-const insertItemsSQL = `-- name: checkout.insert_items
-INSERT INTO order_items (order_id, product_id, quantity, price)
-SELECT $1, r.id, r.qty, r.cents / 100.0
-FROM unnest($2::uuid[], $3::int[], $4::bigint[]) WITH ORDINALITY AS r(id, qty, cents, n)
-ORDER BY r.n
-RETURNING id::text, product_id::text`
+const saveKeySQL = `-- name: checkout.save_idempotency_key
+UPDATE idempotency_keys SET order_id = $2, response = $3 WHERE idempotency_key = $1`
 
 // Checkout validates the cart, then in one transaction locks its products
 // in id order, checks and decrements stock, and inserts the order and its
-// lines at the database's prices. It never oversells. Errors: EINVALID,
-// ENOTFOUND (user or product), ECONFLICT (insufficient stock, with the
-// shortages), EUNAVAILABLE (lock or statement timeout), EINTERNAL.
-func (db *DB) Checkout(ctx context.Context, req shop.CheckoutRequest) (shop.Order, error) {
+// lines at the database's prices. It never oversells. With an idempotency
+// key, the key is claimed in the same transaction and stores the response,
+// so a retry gets the same order (Replayed) and a concurrent duplicate
+// waits for the first and then gets its order.
+//
+// Every wait is bounded: the connection acquire by CheckoutTimeouts.Acquire,
+// lock waits by Lock (lock_timeout), each statement by Statement
+// (statement_timeout). A CheckoutTrace in ctx receives the pool and lock
+// waits; each step gets a span.
+//
+// Errors: EINVALID, ENOTFOUND (user or product), ECONFLICT (insufficient
+// stock, with the shortages; a deadlock or serialization failure, with
+// RetryAfter), EUNPROCESSABLE (the key was used for another request),
+// EUNAVAILABLE (acquire, lock or statement timeout, with RetryAfter),
+// EINTERNAL.
+func (db *DB) Checkout(ctx context.Context, req shop.CheckoutRequest) (shop.CheckoutResult, error) {
+	tr := shop.CheckoutTraceFrom(ctx)
+	if tr == nil {
+		tr = &shop.CheckoutTrace{}
+	}
 	req, err := req.Validate()
 	if err != nil {
-		return shop.Order{}, err
+		return shop.CheckoutResult{}, err
 	}
-	var order shop.Order
-	err = inTx(ctx, db.Pool, db.CheckoutTimeouts.setLocal(), func(tx pgx.Tx) error {
+	for _, l := range req.Items {
+		tr.Lines++
+		tr.Units += l.Quantity
+	}
+
+	ctx, finish := step(ctx, "checkout")
+	res, err := db.checkout(ctx, req, tr)
+	finish(err)
+	if err != nil {
+		return shop.CheckoutResult{}, wrapErr(err)
+	}
+	return res, nil
+}
+
+func (db *DB) checkout(ctx context.Context, req shop.CheckoutRequest, tr *shop.CheckoutTrace) (shop.CheckoutResult, error) {
+	actx, done := step(ctx, "checkout.acquire")
+	start := time.Now()
+	conn, err := acquire(actx, db.Pool, db.CheckoutTimeouts.Acquire)
+	tr.PoolWait = time.Since(start)
+	done(err)
+	if err != nil {
+		return shop.CheckoutResult{}, err
+	}
+	defer conn.Release()
+
+	c := &checkoutTx{req: req, ttl: db.IdempotencyTTL, trace: tr}
+	var res shop.CheckoutResult
+	err = inTx(ctx, conn, db.CheckoutTimeouts.setLocal(), func(tx pgx.Tx) error {
 		var err error
-		order, err = checkout(ctx, tx, req)
+		res, err = c.run(ctx, tx)
 		return err
 	})
-	if err != nil {
-		return shop.Order{}, wrapErr(err)
-	}
-	return order, nil
+	return res, err
 }
 
-func checkout(ctx context.Context, tx pgx.Tx, req shop.CheckoutRequest) (shop.Order, error) {
-	var exists bool
-	if err := tx.QueryRow(ctx, checkoutUserSQL, req.UserID).Scan(&exists); err != nil {
-		return shop.Order{}, err
-	}
-	if !exists {
-		return shop.Order{}, shop.Errorf(shop.ENOTFOUND, "User not found")
-	}
-
-	products, err := lockProducts(ctx, tx, req.Items)
-	if err != nil {
-		return shop.Order{}, err
-	}
-	ids := make([]string, len(req.Items))
-	qtys := make([]int32, len(req.Items))
-	prices := make([]int64, len(req.Items))
-	var total shop.Money
-	var short []shop.Shortage
-	for i, l := range req.Items {
-		p := products[i]
-		if p.Inventory < l.Quantity {
-			short = append(short, shop.Shortage{ProductID: p.ID, Name: p.Name, Requested: l.Quantity, Available: p.Inventory})
-		}
-		ids[i], qtys[i], prices[i] = l.ProductID, int32(l.Quantity), int64(p.Price)
-		total += p.Price * shop.Money(l.Quantity)
-	}
-	if len(short) > 0 {
-		return shop.Order{}, insufficientStock(short)
-	}
-	if total > shop.MaxMoney {
-		return shop.Order{}, shop.Errorf(shop.EINVALID, "The order total is too large.")
-	}
-
-	tag, err := tx.Exec(ctx, reserveStockSQL, ids, qtys)
-	if err != nil {
-		return shop.Order{}, err
-	}
-	if tag.RowsAffected() != int64(len(ids)) {
-		// Impossible while the rows are locked; refuse rather than oversell.
-		return shop.Order{}, shop.Internal(fmt.Errorf("reserved %d of %d lines", tag.RowsAffected(), len(ids)))
-	}
-
-	order := shop.Order{UserID: req.UserID, Total: total, Items: make([]shop.OrderItem, len(ids))}
-	if err := tx.QueryRow(ctx, insertOrderSQL, req.UserID, int64(total)).Scan(&order.ID, &order.Status, &order.CreatedAt); err != nil {
-		return shop.Order{}, err
-	}
-	rows, err := tx.Query(ctx, insertItemsSQL, order.ID, ids, qtys, prices)
-	if err != nil {
-		return shop.Order{}, err
-	}
-	i := 0
-	for rows.Next() {
-		it := &order.Items[i]
-		if err := rows.Scan(&it.ID, &it.ProductID); err != nil {
-			rows.Close()
-			return shop.Order{}, err
-		}
-		it.OrderID, it.Quantity, it.Price = order.ID, req.Items[i].Quantity, products[i].Price
-		it.Product = products[i]
-		it.Product.Inventory -= it.Quantity
-		i++
-	}
-	return order, rows.Err()
+// checkoutTx is one checkout transaction's state.
+type checkoutTx struct {
+	req   shop.CheckoutRequest
+	ttl   time.Duration
+	trace *shop.CheckoutTrace
 }
 
-// lockProducts locks the lines' products and returns them in line order,
-// or ENOTFOUND naming every unknown product.
-func lockProducts(ctx context.Context, tx pgx.Tx, lines []shop.CartLine) ([]shop.Product, error) {
-	ids := make([]string, len(lines))
-	for i, l := range lines {
+func (c *checkoutTx) run(ctx context.Context, tx pgx.Tx) (shop.CheckoutResult, error) {
+	locked, err := c.lock(ctx, tx)
+	if err != nil || locked.replay != nil {
+		if locked.replay != nil {
+			return *locked.replay, nil
+		}
+		return shop.CheckoutResult{}, err
+	}
+	order, err := c.buildOrder(locked)
+	if err != nil {
+		return shop.CheckoutResult{}, err
+	}
+	if err := c.place(ctx, tx, order); err != nil {
+		return shop.CheckoutResult{}, err
+	}
+	return shop.CheckoutResult{Order: order}, nil
+}
+
+// lockResult is what round trip 2 found.
+type lockResult struct {
+	products []shop.Product // in line order
+	now      time.Time
+	replay   *shop.CheckoutResult
+}
+
+// lock claims the key, finds a finished checkout with it, and locks the
+// products (round trip 2).
+func (c *checkoutTx) lock(ctx context.Context, tx pgx.Tx) (lockResult, error) {
+	ctx, done := step(ctx, "checkout.lock")
+	var res lockResult
+	var err error
+	defer func() { done(err) }()
+
+	ids := make([]string, len(c.req.Items))
+	for i, l := range c.req.Items {
 		ids[i] = l.ProductID
 	}
-	rows, err := tx.Query(ctx, lockProductsSQL, ids)
-	if err != nil {
-		return nil, err
+	key := c.req.IdempotencyKey
+	var keyArg *string
+	if key != "" {
+		keyArg = &key
 	}
-	found, err := collectProducts(rows)
-	if err != nil {
-		return nil, err
+	b := &pgx.Batch{}
+	if key != "" {
+		b.Queue(claimKeySQL, key, c.req.Fingerprint(), c.ttl.Milliseconds())
+		b.Queue(findKeySQL, key)
 	}
+	b.Queue(lockProductsSQL, ids, c.req.UserID, keyArg)
+
+	start := time.Now()
+	br := tx.SendBatch(ctx, b)
+	res, err = c.readLock(ctx, br, key)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	c.trace.LockWait = time.Since(start)
+	if err != nil || res.replay != nil {
+		return res, err
+	}
+	if len(res.products) == 0 {
+		// Nothing locked: tell an unknown user from unknown products.
+		var exists bool
+		if err = tx.QueryRow(ctx, checkoutUserSQL, c.req.UserID).Scan(&exists, &res.now); err != nil {
+			return res, err
+		}
+		if !exists {
+			err = shop.Errorf(shop.ENOTFOUND, "User not found")
+			return res, err
+		}
+	}
+	res.products, err = c.inLineOrder(res.products)
+	return res, err
+}
+
+func (c *checkoutTx) readLock(ctx context.Context, br pgx.BatchResults, key string) (lockResult, error) {
+	var res lockResult
+	if key != "" {
+		var claimed bool
+		err := br.QueryRow().Scan(&claimed)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return res, err
+		}
+		var hash, response []byte
+		err = br.QueryRow().Scan(&hash, &response)
+		switch {
+		case err == nil:
+			if !claimed {
+				replay, err := c.replay(hash, response)
+				res.replay = replay
+				return res, err
+			}
+		case !errors.Is(err, pgx.ErrNoRows):
+			return res, err
+		case !claimed:
+			// The claim saw a live key that the lookup cannot see: only
+			// possible if its order was deleted meanwhile.
+			return res, &shop.Error{Code: shop.ECONFLICT, RetryAfter: retryAfter,
+				Message: "The Idempotency-Key is held by a concurrent request; retry shortly."}
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return res, err
+	}
+	defer rows.Close()
+	var userExists bool
+	for rows.Next() {
+		var p shop.Product
+		if err := scanProduct(rows, &p, &res.now, &userExists); err != nil {
+			return res, err
+		}
+		res.products = append(res.products, p)
+	}
+	if err := rows.Err(); err != nil {
+		return res, err
+	}
+	if len(res.products) > 0 && !userExists {
+		return res, shop.Errorf(shop.ENOTFOUND, "User not found")
+	}
+	return res, nil
+}
+
+// replay returns the stored result of the key's first request, or
+// EUNPROCESSABLE when that request was a different one.
+func (c *checkoutTx) replay(hash, response []byte) (*shop.CheckoutResult, error) {
+	if string(hash) != string(c.req.Fingerprint()) {
+		return nil, &shop.Error{Code: shop.EUNPROCESSABLE,
+			Message: "This Idempotency-Key was already used with a different request; use a new key for a new checkout."}
+	}
+	var o shop.Order
+	if err := json.Unmarshal(response, &o); err != nil {
+		return nil, shop.Internal(fmt.Errorf("stored idempotent response: %w", err))
+	}
+	return &shop.CheckoutResult{Order: o, Replayed: true}, nil
+}
+
+// inLineOrder returns the locked products in the order of the lines, or
+// ENOTFOUND naming every unknown product.
+func (c *checkoutTx) inLineOrder(found []shop.Product) ([]shop.Product, error) {
 	byID := make(map[string]shop.Product, len(found))
 	for _, p := range found {
 		byID[p.ID] = p
 	}
-	out := make([]shop.Product, len(lines))
+	out := make([]shop.Product, len(c.req.Items))
 	var missing []string
-	for i, l := range lines {
+	for i, l := range c.req.Items {
 		p, ok := byID[l.ProductID]
 		if !ok {
 			missing = append(missing, l.ProductID)
@@ -165,6 +317,80 @@ func lockProducts(ctx context.Context, tx pgx.Tx, lines []shop.CartLine) ([]shop
 	return out, nil
 }
 
+// buildOrder checks stock against the locked rows and builds the order at
+// their prices, with new ids; or ECONFLICT listing every short line.
+func (c *checkoutTx) buildOrder(l lockResult) (shop.Order, error) {
+	var total shop.Money
+	var short []shop.Shortage
+	for i, line := range c.req.Items {
+		p := l.products[i]
+		if p.Inventory < line.Quantity {
+			short = append(short, shop.Shortage{ProductID: p.ID, Name: p.Name, Requested: line.Quantity, Available: p.Inventory})
+		}
+		total += p.Price * shop.Money(line.Quantity)
+	}
+	if len(short) > 0 {
+		return shop.Order{}, insufficientStock(short)
+	}
+	if total > shop.MaxMoney {
+		return shop.Order{}, shop.Errorf(shop.EINVALID, "The order total is too large.")
+	}
+	o := shop.Order{ID: newUUID(), UserID: c.req.UserID, Status: shop.OrderPending, Total: total,
+		CreatedAt: l.now, Items: make([]shop.OrderItem, len(c.req.Items))}
+	for i, line := range c.req.Items {
+		p := l.products[i]
+		p.Inventory -= line.Quantity
+		o.Items[i] = shop.OrderItem{ID: newUUID(), OrderID: o.ID, ProductID: p.ID, Quantity: line.Quantity, Price: p.Price, Product: p}
+	}
+	return o, nil
+}
+
+// place decrements stock, inserts the order and stores the response under
+// the idempotency key (round trip 3).
+func (c *checkoutTx) place(ctx context.Context, tx pgx.Tx, o shop.Order) (err error) {
+	ctx, done := step(ctx, "checkout.place")
+	defer func() { done(err) }()
+	n := len(o.Items)
+	ids, itemIDs := make([]string, n), make([]string, n)
+	qtys, cents := make([]int32, n), make([]int64, n)
+	for i, it := range o.Items {
+		ids[i], itemIDs[i], qtys[i], cents[i] = it.ProductID, it.ID, int32(it.Quantity), int64(it.Price)
+	}
+	b := &pgx.Batch{}
+	b.Queue(reserveStockSQL, ids, qtys)
+	b.Queue(insertOrderSQL, o.ID, o.UserID, int64(o.Total), o.CreatedAt, itemIDs, ids, qtys, cents)
+	if key := c.req.IdempotencyKey; key != "" {
+		response, err := json.Marshal(o)
+		if err != nil {
+			return shop.Internal(err)
+		}
+		b.Queue(saveKeySQL, key, o.ID, response)
+	}
+	br := tx.SendBatch(ctx, b)
+	defer func() {
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	tag, err := br.Exec()
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != int64(n) {
+		// Impossible while the rows are locked; refuse rather than oversell.
+		return shop.Internal(fmt.Errorf("reserved %d of %d lines", tag.RowsAffected(), n))
+	}
+	if _, err = br.Exec(); err != nil {
+		return err
+	}
+	if c.req.IdempotencyKey != "" {
+		if _, err = br.Exec(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func insufficientStock(short []shop.Shortage) *shop.Error {
 	s := short[0]
 	msg := fmt.Sprintf("Insufficient inventory for %s. Available: %d, Requested: %d", s.Name, s.Available, s.Requested)
@@ -172,4 +398,42 @@ func insufficientStock(short []shop.Shortage) *shop.Error {
 		msg += fmt.Sprintf(" (and %d more lines)", len(short)-1)
 	}
 	return &shop.Error{Code: shop.ECONFLICT, Message: msg, Extensions: map[string]any{"shortages": short}}
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// step starts the span of one checkout step (operation and resource name)
+// and returns the function that finishes it, marking it failed with the
+// error's code and client-safe message (never SQL or values).
+func step(ctx context.Context, name string) (context.Context, func(error)) {
+	span, ctx := tracer.StartSpanFromContext(ctx, name,
+		tracer.ResourceName(name),
+		tracer.Tag(ext.Component, "shoplab/postgres"))
+	finished := false
+	return ctx, func(err error) {
+		if finished {
+			return
+		}
+		finished = true
+		if err == nil {
+			span.Finish()
+			return
+		}
+		e := wrapErr(err)
+		span.SetTag("shop.error.code", string(e.Code))
+		if e.Code == shop.ECONFLICT || e.Code == shop.ENOTFOUND || e.Code == shop.EINVALID || e.Code == shop.EUNPROCESSABLE {
+			// An expected outcome, not a failure of the step.
+			span.Finish()
+			return
+		}
+		span.Finish(tracer.WithError(fmt.Errorf("%s: %s", e.Code, e.Message)), tracer.NoDebugStack())
+	}
 }
