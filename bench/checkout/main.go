@@ -86,7 +86,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 8, "concurrent requests (vegeta workers) and pgbench clients")
 	flag.IntVar(&o.products, "products", 100, "catalogue size of the uniform scenario")
 	flag.IntVar(&o.maxLines, "max-lines", 3, "largest cart of the uniform scenario (lines of distinct products)")
-	flag.IntVar(&o.hotStock, "hot-stock", 100, "initial stock of the hot product")
+	flag.IntVar(&o.hotStock, "hot-stock", 1000, "initial stock of the hot product: low for the demand, so that it sells out early in the run")
 	flag.IntVar(&o.stock, "stock", 1_000_000, "initial stock of each uniform product")
 	flag.IntVar(&o.dbMaxConns, "db-max-conns", 20, "DB_MAX_CONNS of the started shopd")
 	flag.StringVar(&o.scenarios, "scenarios", "hot,uniform", "scenarios to run, comma-separated")

@@ -52,10 +52,11 @@ BEGIN;
 SET LOCAL lock_timeout = 2000;
 SET LOCAL statement_timeout = 5000;
 \endpipeline
-SELECT count(*) FILTER (WHERE l.inventory < 1) = 0 AND bool_and(l.user_exists) AS ok
+SELECT count(*) = cardinality(:ids::uuid[]) AND coalesce(bool_and(l.user_exists), false) AS ok
   FROM (SELECT p.id, p.name, p.description, (p.price * 100)::bigint, p.inventory, p.created_at,
-               now(), EXISTS (SELECT 1 FROM users WHERE id = :user::uuid) AS user_exists
-        FROM products p WHERE p.id = ANY(:ids::uuid[]) ORDER BY p.id FOR UPDATE OF p) l \gset
+               now(), EXISTS (SELECT 1 FROM users u WHERE u.id = :user::uuid) AS user_exists
+        FROM products p JOIN unnest(:ids::uuid[], :qtys::int[]) AS r(id, qty) ON p.id = r.id
+        WHERE p.inventory >= r.qty ORDER BY p.id FOR UPDATE OF p) l \gset
 \if :ok
 \startpipeline
 UPDATE products p SET inventory = p.inventory - r.qty
@@ -73,6 +74,10 @@ SELECT gen_random_uuid(), o.id, cart.id, cart.qty, cart.price FROM o, cart;
 \endpipeline
 COMMIT;
 \else
+\startpipeline
+SELECT EXISTS (SELECT 1 FROM users WHERE id = :user::uuid), now();
+SELECT p.id, p.name, p.description, (p.price * 100)::bigint, p.inventory, p.created_at FROM products p WHERE p.id = ANY(:ids::uuid[]);
+\endpipeline
 ROLLBACK;
 \endif
 `)

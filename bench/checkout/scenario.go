@@ -52,6 +52,11 @@ type scenarioResult struct {
 	Seconds        float64        `json:"seconds"`
 	RequestsPerSec float64        `json:"requestsPerSec"`
 	OrdersPerSec   float64        `json:"ordersPerSec"`
+	// SelloutSeconds is when the last 201 answered, from the start: with
+	// limited stock, orders per second while stock lasted is
+	// units / SelloutSeconds (the hot row's serial throughput).
+	SelloutSeconds      float64 `json:"selloutSeconds,omitempty"`
+	OrdersPerSecInStock float64 `json:"ordersPerSecInStock,omitempty"`
 	Statuses       map[string]int `json:"statuses"`
 	LatencyMs      latencies      `json:"latencyMs"`
 	ClientErrors   []string       `json:"clientErrors,omitempty"`
@@ -108,10 +113,21 @@ func runScenario(ctx context.Context, o options, pool *pgxpool.Pool, base string
 	)
 	rate := vegeta.Rate{Freq: o.rate, Per: time.Second}
 	var m vegeta.Metrics
+	var began, lastOrder time.Time
 	for r := range atk.Attack(targeter, rate, o.duration, sc.name) {
+		if began.IsZero() || r.Timestamp.Before(began) {
+			began = r.Timestamp
+		}
+		if r.Code == http.StatusCreated && r.End().After(lastOrder) {
+			lastOrder = r.End()
+		}
 		m.Add(r)
 	}
 	m.Close()
+	if n := m.StatusCodes["201"]; n > 0 && m.StatusCodes["409"] > 0 {
+		res.SelloutSeconds = lastOrder.Sub(began).Seconds()
+		res.OrdersPerSecInStock = float64(n) / res.SelloutSeconds
+	}
 
 	res.Requests = m.Requests
 	wall := m.Duration + m.Wait
@@ -163,6 +179,9 @@ func printScenario(w io.Writer, r scenarioResult) {
 	fmt.Fprintf(w, "== %s: %d requests in %.1fs: %s\n", r.Name, r.Requests, r.Seconds, strings.Join(parts, ", "))
 	fmt.Fprintf(w, "   latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms\n", r.LatencyMs.P50, r.LatencyMs.P95, r.LatencyMs.P99, r.LatencyMs.Max)
 	fmt.Fprintf(w, "   throughput %.0f req/s (%.0f orders/s), %d units sold\n", r.RequestsPerSec, r.OrdersPerSec, r.UnitsSold)
+	if r.SelloutSeconds > 0 {
+		fmt.Fprintf(w, "   sold out after %.2fs: %.0f orders/s while in stock\n", r.SelloutSeconds, r.OrdersPerSecInStock)
+	}
 	if p := r.Pgbench; p != nil {
 		fmt.Fprintf(w, "   pgbench, same transaction, %d clients: %.0f tps -> service/pgbench = %.2f\n", p.Clients, p.TPS, r.RatioToPgbench)
 	}

@@ -263,7 +263,9 @@ func TestCheckoutIdempotency(t *testing.T) {
 	newProduct := func(t *testing.T, stock int) string {
 		return e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Idempotent Thing', 12.50, $1) RETURNING id::text`, stock)
 	}
-	stockOf := func(t *testing.T, p string) int { return e.scalar(t, `SELECT inventory FROM products WHERE id = $1`, p) }
+	stockOf := func(t *testing.T, p string) int {
+		return e.scalar(t, `SELECT inventory FROM products WHERE id = $1`, p)
+	}
 	ordersOf := func(t *testing.T, p string) int {
 		return e.scalar(t, `SELECT count(DISTINCT order_id)::int FROM order_items WHERE product_id = $1`, p)
 	}
@@ -464,6 +466,63 @@ func TestCheckoutBoundedWaits(t *testing.T) {
 			}
 		})
 	}
+
+	// A sold-out product is not locked at all: its buyers get their 409
+	// at once, even while a lock on it is held.
+	t.Run("SoldOutDoesNotQueue", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		e.db.CheckoutTimeouts = generous
+		user := e.id(t, `SELECT id::text FROM users WHERE email = 'user3@example.com'`)
+		product := e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Sold Out', 9.99, 0) RETURNING id::text`)
+		release := holdRowLock(t, e, product)
+		defer release()
+		start := time.Now()
+		res := e.postJSON(t, "/orders/checkout", checkoutBody(user, shop.CartLine{ProductID: product, Quantity: 1}))
+		checkProblem(t, res, http.StatusConflict)
+		if elapsed := time.Since(start); elapsed > 3*time.Second {
+			t.Errorf("answered after %s: it waited for the lock", elapsed)
+		}
+	})
+
+	// A buyer waiting for the lock sees the stock its holder left: here
+	// none, so a 409 naming 0 available, and the stock stays 0.
+	t.Run("StockGoneWhileWaiting", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		e.db.CheckoutTimeouts = generous
+		user := e.id(t, `SELECT id::text FROM users WHERE email = 'user3@example.com'`)
+		product := e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Last Ones', 9.99, 5) RETURNING id::text`)
+		tx, err := e.db.Pool.Begin(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(context.Background()) //nolint:errcheck
+		if _, err := tx.Exec(context.Background(), `UPDATE products SET inventory = 0 WHERE id = $1`, product); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan response, 1)
+		go func() {
+			res, _ := e.post("/orders/checkout", checkoutBody(user, shop.CartLine{ProductID: product, Quantity: 2}))
+			done <- res
+		}()
+		select {
+		case res := <-done:
+			t.Fatalf("answered while the stock's lock was held: %d %s", res.status, res.body)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if err := tx.Commit(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		res := <-done
+		checkProblem(t, res, http.StatusConflict)
+		if !strings.Contains(string(res.body), `"available":0`) {
+			t.Errorf("409 body %s", res.body)
+		}
+		if s := e.scalar(t, `SELECT inventory FROM products WHERE id = $1`, product); s != 0 {
+			t.Errorf("stock %d, want 0", s)
+		}
+	})
 
 	t.Run("PoolAcquireTimeout", func(t *testing.T) {
 		t.Parallel()

@@ -21,7 +21,10 @@ import (
 //
 //  1. BEGIN with SET LOCAL lock_timeout and statement_timeout;
 //  2. a batch: claim the idempotency key (if any), look up a finished
-//     checkout with that key, lock the cart's products in id order;
+//     checkout with that key, lock the cart's products that have enough
+//     stock, in id order (when not all could be locked, one more batch
+//     reads the user and products to name what is unknown or short, and
+//     the transaction rolls back);
 //  3. a batch: decrement stock, insert the order and its lines, store the
 //     response under the key;
 //  4. COMMIT.
@@ -52,18 +55,29 @@ const findKeySQL = `-- name: checkout.find_idempotency_key
 SELECT request_hash, response FROM idempotency_keys
 WHERE idempotency_key = $1 AND order_id IS NOT NULL`
 
-// lockProductsSQL locks the cart's products in id order and reads them,
-// with the transaction's timestamp (the order's createdAt) and whether the
-// user exists. When the idempotency key ($3) belongs to a finished
+// lockProductsSQL locks, in id order, the cart's products that have
+// enough stock for their line, and reads them with the transaction's
+// timestamp (the order's createdAt) and whether the user exists. A product
+// without enough stock is not locked at all: a sold-out product answers
+// 409 at once instead of queueing behind its buyers. Postgres re-checks the
+// stock of a row whose lock it waited for, so a product sold out meanwhile
+// drops out too. When the idempotency key ($4) belongs to a finished
 // checkout, it locks nothing: a replay never waits for stock.
 const lockProductsSQL = `-- name: checkout.lock_products lock
-SELECT ` + productCols + `, now(), EXISTS (SELECT 1 FROM users u WHERE u.id = $2)
+SELECT ` + productCols + `, now(), EXISTS (SELECT 1 FROM users u WHERE u.id = $3)
 FROM products p
-WHERE p.id = ANY($1::uuid[])
-  AND ($3::text IS NULL OR NOT EXISTS (
-      SELECT 1 FROM idempotency_keys k WHERE k.idempotency_key = $3 AND k.order_id IS NOT NULL))
+JOIN unnest($1::uuid[], $2::int[]) AS r(id, qty) ON p.id = r.id
+WHERE p.inventory >= r.qty
+  AND ($4::text IS NULL OR NOT EXISTS (
+      SELECT 1 FROM idempotency_keys k WHERE k.idempotency_key = $4 AND k.order_id IS NOT NULL))
 ORDER BY p.id
 FOR UPDATE OF p`
+
+// readProductsSQL reads, without locking, the products of a cart that
+// could not all be locked: to name the unknown ones and the short ones
+// with their stock.
+const readProductsSQL = `-- name: checkout.read_products
+SELECT ` + productCols + ` FROM products p WHERE p.id = ANY($1::uuid[])`
 
 const checkoutUserSQL = `-- name: checkout.user_exists
 SELECT EXISTS (SELECT 1 FROM users WHERE id = $1), now()`
@@ -191,8 +205,9 @@ func (c *checkoutTx) lock(ctx context.Context, tx pgx.Tx) (lockResult, error) {
 	defer func() { done(err) }()
 
 	ids := make([]string, len(c.req.Items))
+	qtys := make([]int32, len(c.req.Items))
 	for i, l := range c.req.Items {
-		ids[i] = l.ProductID
+		ids[i], qtys[i] = l.ProductID, int32(l.Quantity)
 	}
 	key := c.req.IdempotencyKey
 	var keyArg *string
@@ -204,11 +219,11 @@ func (c *checkoutTx) lock(ctx context.Context, tx pgx.Tx) (lockResult, error) {
 		b.Queue(claimKeySQL, key, c.req.Fingerprint(), c.ttl.Milliseconds())
 		b.Queue(findKeySQL, key)
 	}
-	b.Queue(lockProductsSQL, ids, c.req.UserID, keyArg)
+	b.Queue(lockProductsSQL, ids, qtys, c.req.UserID, keyArg)
 
 	start := time.Now()
 	br := tx.SendBatch(ctx, b)
-	res, err = c.readLock(ctx, br, key)
+	res, err = c.readLock(br, key)
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
@@ -216,22 +231,73 @@ func (c *checkoutTx) lock(ctx context.Context, tx pgx.Tx) (lockResult, error) {
 	if err != nil || res.replay != nil {
 		return res, err
 	}
-	if len(res.products) == 0 {
-		// Nothing locked: tell an unknown user from unknown products.
-		var exists bool
-		if err = tx.QueryRow(ctx, checkoutUserSQL, c.req.UserID).Scan(&exists, &res.now); err != nil {
-			return res, err
-		}
-		if !exists {
-			err = shop.Errorf(shop.ENOTFOUND, "User not found")
-			return res, err
-		}
+	if len(res.products) < len(ids) {
+		// Some lines are short or unknown (or the user is): find out which.
+		err = c.refuse(ctx, tx, ids, res.products)
+		return res, err
 	}
-	res.products, err = c.inLineOrder(res.products)
-	return res, err
+	res.products = c.inLineOrder(res.products)
+	return res, nil
 }
 
-func (c *checkoutTx) readLock(ctx context.Context, br pgx.BatchResults, key string) (lockResult, error) {
+// refuse explains why not every product could be locked: ENOTFOUND for an
+// unknown user, then for unknown products (naming them), else ECONFLICT
+// listing every short line with its stock (locked rows' stock as locked,
+// the others' as just read).
+func (c *checkoutTx) refuse(ctx context.Context, tx pgx.Tx, ids []string, locked []shop.Product) error {
+	b := &pgx.Batch{}
+	b.Queue(checkoutUserSQL, c.req.UserID)
+	b.Queue(readProductsSQL, ids)
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	var exists bool
+	var now time.Time
+	if err := br.QueryRow().Scan(&exists, &now); err != nil {
+		return err
+	}
+	if !exists {
+		return shop.Errorf(shop.ENOTFOUND, "User not found")
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	read, err := collectProducts(rows)
+	if err != nil {
+		return err
+	}
+	byID := make(map[string]shop.Product, len(read))
+	for _, p := range read {
+		byID[p.ID] = p
+	}
+	for _, p := range locked {
+		byID[p.ID] = p
+	}
+	var missing []string
+	var short []shop.Shortage
+	for _, l := range c.req.Items {
+		p, ok := byID[l.ProductID]
+		switch {
+		case !ok:
+			missing = append(missing, l.ProductID)
+		case p.Inventory < l.Quantity:
+			short = append(short, shop.Shortage{ProductID: p.ID, Name: p.Name, Requested: l.Quantity, Available: p.Inventory})
+		}
+	}
+	if len(missing) > 0 {
+		e := shop.Errorf(shop.ENOTFOUND, "Product not found: %s", strings.Join(missing, ", "))
+		e.Extensions = map[string]any{"missingProductIds": missing}
+		return e
+	}
+	if len(short) > 0 {
+		return insufficientStock(short)
+	}
+	// Unreachable: a line neither locked, unknown nor short.
+	return &shop.Error{Code: shop.ECONFLICT, RetryAfter: retryAfter,
+		Message: "The stock changed during the checkout; retry it.", Err: fmt.Errorf("locked %d of %d products", len(locked), len(ids))}
+}
+
+func (c *checkoutTx) readLock(br pgx.BatchResults, key string) (lockResult, error) {
 	var res lockResult
 	if key != "" {
 		var claimed bool
@@ -293,28 +359,18 @@ func (c *checkoutTx) replay(hash, response []byte) (*shop.CheckoutResult, error)
 	return &shop.CheckoutResult{Order: o, Replayed: true}, nil
 }
 
-// inLineOrder returns the locked products in the order of the lines, or
-// ENOTFOUND naming every unknown product.
-func (c *checkoutTx) inLineOrder(found []shop.Product) ([]shop.Product, error) {
-	byID := make(map[string]shop.Product, len(found))
-	for _, p := range found {
+// inLineOrder returns the locked products (all of the cart's) in the
+// order of the lines.
+func (c *checkoutTx) inLineOrder(locked []shop.Product) []shop.Product {
+	byID := make(map[string]shop.Product, len(locked))
+	for _, p := range locked {
 		byID[p.ID] = p
 	}
 	out := make([]shop.Product, len(c.req.Items))
-	var missing []string
 	for i, l := range c.req.Items {
-		p, ok := byID[l.ProductID]
-		if !ok {
-			missing = append(missing, l.ProductID)
-		}
-		out[i] = p
+		out[i] = byID[l.ProductID]
 	}
-	if len(missing) > 0 {
-		e := shop.Errorf(shop.ENOTFOUND, "Product not found: %s", strings.Join(missing, ", "))
-		e.Extensions = map[string]any{"missingProductIds": missing}
-		return nil, e
-	}
-	return out, nil
+	return out
 }
 
 // buildOrder checks stock against the locked rows and builds the order at
