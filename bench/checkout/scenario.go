@@ -47,24 +47,24 @@ type latencies struct {
 }
 
 type scenarioResult struct {
-	Name           string         `json:"name"`
-	Requests       uint64         `json:"requests"`
-	Seconds        float64        `json:"seconds"`
-	RequestsPerSec float64        `json:"requestsPerSec"`
-	OrdersPerSec   float64        `json:"ordersPerSec"`
+	Name           string  `json:"name"`
+	Requests       uint64  `json:"requests"`
+	Seconds        float64 `json:"seconds"`
+	RequestsPerSec float64 `json:"requestsPerSec"`
+	OrdersPerSec   float64 `json:"ordersPerSec"`
 	// SelloutSeconds is when the last 201 answered, from the start: with
 	// limited stock, orders per second while stock lasted is
 	// units / SelloutSeconds (the hot row's serial throughput).
-	SelloutSeconds      float64 `json:"selloutSeconds,omitempty"`
-	OrdersPerSecInStock float64 `json:"ordersPerSecInStock,omitempty"`
-	Statuses       map[string]int `json:"statuses"`
-	LatencyMs      latencies      `json:"latencyMs"`
-	ClientErrors   []string       `json:"clientErrors,omitempty"`
-	UnitsSold      int            `json:"unitsSold"`
-	Pgbench        *pgbenchResult `json:"pgbench,omitempty"`
-	RatioToPgbench float64        `json:"ratioToPgbench,omitempty"`
-	Failures       []string       `json:"failures,omitempty"`
-	OK             bool           `json:"ok"`
+	SelloutSeconds      float64        `json:"selloutSeconds,omitempty"`
+	OrdersPerSecInStock float64        `json:"ordersPerSecInStock,omitempty"`
+	Statuses            map[string]int `json:"statuses"`
+	LatencyMs           latencies      `json:"latencyMs"`
+	ClientErrors        []string       `json:"clientErrors,omitempty"`
+	UnitsSold           int            `json:"unitsSold"`
+	Pgbench             *pgbenchResult `json:"pgbench,omitempty"`
+	RatioToPgbench      float64        `json:"ratioToPgbench,omitempty"`
+	Failures            []string       `json:"failures,omitempty"`
+	OK                  bool           `json:"ok"`
 }
 
 // cart draws a random cart of 1..maxLines distinct products of ds.
