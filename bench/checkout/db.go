@@ -107,14 +107,17 @@ SELECT $1, r.n, r.id FROM unnest($2::uuid[]) WITH ORDINALITY AS r(id, n)`, ds.la
 // zero; for every product, initial stock minus final stock equals the units
 // in orders; every order's total equals the sum of its lines; and, when
 // orders >= 0, the buyer has exactly that many orders (one per 201).
-func verify(ctx context.Context, pool *pgxpool.Pool, ds dataset, orders int) (sold int, failures []string, err error) {
+// It also returns the rate at which orders were placed between the first
+// and the last (by the orders' transaction timestamps): with limited stock,
+// the rate while stock lasted.
+func verify(ctx context.Context, pool *pgxpool.Pool, ds dataset, orders int) (sold int, orderRate float64, failures []string, err error) {
 	rows, err := pool.Query(ctx, `
 SELECT p.id::text, p.inventory, coalesce(sum(oi.quantity), 0)::int
 FROM products p LEFT JOIN order_items oi ON oi.product_id = p.id
 WHERE p.id = ANY($1::uuid[])
 GROUP BY p.id`, ds.products)
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	seen := 0
 	for rows.Next() {
@@ -122,7 +125,7 @@ GROUP BY p.id`, ds.products)
 		var inv, units int
 		if err := rows.Scan(&id, &inv, &units); err != nil {
 			rows.Close()
-			return 0, nil, err
+			return 0, 0, nil, err
 		}
 		seen++
 		sold += units
@@ -136,17 +139,19 @@ GROUP BY p.id`, ds.products)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	if seen != len(ds.products) {
 		failures = append(failures, fmt.Sprintf("%s: %d of %d products found", ds.label, seen, len(ds.products)))
 	}
 	var nOrders, badTotals int
+	var span float64
 	err = pool.QueryRow(ctx, `
-SELECT count(*), count(*) FILTER (WHERE o.total <> (SELECT sum(oi.quantity * oi.price) FROM order_items oi WHERE oi.order_id = o.id))
-FROM orders o WHERE o.user_id = $1`, ds.user).Scan(&nOrders, &badTotals)
+SELECT count(*), count(*) FILTER (WHERE o.total <> (SELECT sum(oi.quantity * oi.price) FROM order_items oi WHERE oi.order_id = o.id)),
+       coalesce(extract(epoch FROM max(o.created_at) - min(o.created_at)), 0)::float8
+FROM orders o WHERE o.user_id = $1`, ds.user).Scan(&nOrders, &badTotals, &span)
 	if err != nil {
-		return 0, nil, err
+		return 0, 0, nil, err
 	}
 	if badTotals > 0 {
 		failures = append(failures, fmt.Sprintf("%s: %d orders whose total is not the sum of their lines", ds.label, badTotals))
@@ -154,5 +159,8 @@ FROM orders o WHERE o.user_id = $1`, ds.user).Scan(&nOrders, &badTotals)
 	if orders >= 0 && nOrders != orders {
 		failures = append(failures, fmt.Sprintf("%s: %d orders in the database but %d answers were 201", ds.label, nOrders, orders))
 	}
-	return sold, failures, nil
+	if span > 0 {
+		orderRate = float64(nOrders-1) / span
+	}
+	return sold, orderRate, failures, nil
 }

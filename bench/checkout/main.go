@@ -176,6 +176,9 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 			if pg.TPS > 0 {
 				res.RatioToPgbench = res.RequestsPerSec / pg.TPS
 			}
+			if pg.OrderRate > 0 {
+				res.OrderRateRatio = res.OrderRate / pg.OrderRate
+			}
 			if !pg.InvariantsOK {
 				res.Failures = append(res.Failures, pg.Failures...)
 			}
