@@ -61,6 +61,7 @@ type options struct {
 	hotStock    int
 	stock       int
 	dbMaxConns  int
+	appName     string
 	scenarios   string
 	keep        bool
 	skipPgbench bool
@@ -89,6 +90,7 @@ func main() {
 	flag.IntVar(&o.hotStock, "hot-stock", 1000, "initial stock of the hot product: low for the demand, so that it sells out early in the run")
 	flag.IntVar(&o.stock, "stock", 1_000_000, "initial stock of each uniform product")
 	flag.IntVar(&o.dbMaxConns, "db-max-conns", 20, "DB_MAX_CONNS of the started shopd")
+	flag.StringVar(&o.appName, "app-name", "shoplab_bench", "application_name of the service's sessions (DB_APPLICATION_NAME), to measure their CPU")
 	flag.StringVar(&o.scenarios, "scenarios", "hot,uniform", "scenarios to run, comma-separated")
 	flag.BoolVar(&o.keep, "keep", false, "keep the bench database")
 	flag.BoolVar(&o.skipPgbench, "no-pgbench", false, "skip the pgbench comparison")
@@ -138,17 +140,17 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	defer pool.Close()
 
-	base := o.url
+	base, svcPID := o.url, 0
 	if base == "" {
 		if err := postgres.Migrate(ctx, pool, "up", io.Discard); err != nil {
 			return err
 		}
-		srv, err := startShopd(ctx, o.shopd, dsn, o.dbMaxConns)
+		srv, err := startShopd(ctx, o.shopd, dsn, o.appName, o.dbMaxConns)
 		if err != nil {
 			return err
 		}
 		defer srv.stop()
-		base = srv.url
+		base, svcPID = srv.url, srv.pid
 		fmt.Fprintf(stdout, "shopd started at %s (DB_MAX_CONNS=%d)\n", base, o.dbMaxConns)
 	}
 	if err := createCatalogTable(ctx, pool); err != nil {
@@ -163,7 +165,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		res, err := runScenario(ctx, o, pool, base, sc)
+		res, err := runScenario(ctx, o, pool, base, svcPID, sc)
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", name, err)
 		}

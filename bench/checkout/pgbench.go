@@ -14,12 +14,13 @@ import (
 )
 
 type pgbenchResult struct {
-	Clients      int     `json:"clients"`
-	Seconds      float64 `json:"seconds"`
-	Transactions int     `json:"transactions"`
-	TPS          float64 `json:"tps"`
-	LatencyMs    float64 `json:"latencyAvgMs"`
-	UnitsSold    int     `json:"unitsSold"`
+	Clients      int      `json:"clients"`
+	Seconds      float64  `json:"seconds"`
+	Transactions int      `json:"transactions"`
+	TPS          float64  `json:"tps"`
+	LatencyMs    float64  `json:"latencyAvgMs"`
+	UnitsSold    int      `json:"unitsSold"`
+	CPU          cpuUsage `json:"cpu"`
 	// OrderRate is orders per second between the first and the last order.
 	OrderRate    float64  `json:"orderRate"`
 	InvariantsOK bool     `json:"invariantsOk"`
@@ -90,6 +91,9 @@ ROLLBACK;
 	return b.String()
 }
 
+// pgbenchAppName is the application_name of pgbench's sessions.
+const pgbenchAppName = "bench_pgbench"
+
 var (
 	tpsRE     = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
 	txRE      = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
@@ -125,11 +129,14 @@ func runPgbench(ctx context.Context, o options, pool *pgxpool.Pool, dsn string, 
 		"-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)), "-T", strconv.Itoa(secs),
 		"-D", "label=" + ds.label, "-D", "user=" + ds.user, dsn}
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "PGAPPNAME="+pgbenchAppName)
+	probe := newCPUProbe(ctx, pool, pgbenchAppName, 0, childrenCPU)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("%v: %s", err, out)
 	}
 	res := &pgbenchResult{Clients: clients, Seconds: float64(secs), Script: script}
+	res.CPU = probe.stop(ctx)
 	m := tpsRE.FindSubmatch(out)
 	if m == nil {
 		return nil, fmt.Errorf("no tps in pgbench output:\n%s", out)

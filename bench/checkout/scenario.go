@@ -65,6 +65,7 @@ type scenarioResult struct {
 	LatencyMs      latencies      `json:"latencyMs"`
 	ClientErrors   []string       `json:"clientErrors,omitempty"`
 	UnitsSold      int            `json:"unitsSold"`
+	CPU            cpuUsage       `json:"cpu"`
 	Pgbench        *pgbenchResult `json:"pgbench,omitempty"`
 	RatioToPgbench float64        `json:"ratioToPgbench,omitempty"`
 	Failures       []string       `json:"failures,omitempty"`
@@ -93,7 +94,7 @@ func cart(sc scenario, ds dataset) []map[string]any {
 
 // runScenario creates the scenario's data, attacks base with vegeta and
 // verifies the invariants.
-func runScenario(ctx context.Context, o options, pool *pgxpool.Pool, base string, sc scenario) (scenarioResult, error) {
+func runScenario(ctx context.Context, o options, pool *pgxpool.Pool, base string, svcPID int, sc scenario) (scenarioResult, error) {
 	res := scenarioResult{Name: sc.name, Statuses: map[string]int{}}
 	ds, err := createDataset(ctx, pool, sc.name, sc.products, sc.stock)
 	if err != nil {
@@ -116,6 +117,7 @@ func runScenario(ctx context.Context, o options, pool *pgxpool.Pool, base string
 		vegeta.Timeout(30*time.Second), vegeta.KeepAlive(true), vegeta.MaxBody(0),
 	)
 	rate := vegeta.Rate{Freq: o.rate, Per: time.Second}
+	probe := newCPUProbe(ctx, pool, o.appName, svcPID, selfCPU)
 	var m vegeta.Metrics
 	var began, lastOrder time.Time
 	for r := range atk.Attack(targeter, rate, o.duration, sc.name) {
@@ -128,6 +130,7 @@ func runScenario(ctx context.Context, o options, pool *pgxpool.Pool, base string
 		m.Add(r)
 	}
 	m.Close()
+	res.CPU = probe.stop(ctx)
 	if m.StatusCodes["201"] > 0 && m.StatusCodes["409"] > 0 {
 		res.SelloutSeconds = lastOrder.Sub(began).Seconds()
 	}
@@ -182,12 +185,16 @@ func printScenario(w io.Writer, r scenarioResult) {
 	fmt.Fprintf(w, "== %s: %d requests in %.1fs: %s\n", r.Name, r.Requests, r.Seconds, strings.Join(parts, ", "))
 	fmt.Fprintf(w, "   latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms\n", r.LatencyMs.P50, r.LatencyMs.P95, r.LatencyMs.P99, r.LatencyMs.Max)
 	fmt.Fprintf(w, "   throughput %.0f req/s (%.0f orders/s), %d units sold\n", r.RequestsPerSec, r.OrdersPerSec, r.UnitsSold)
+	printCPU(w, r.CPU, float64(r.Requests), "shopd", "vegeta")
 	if r.SelloutSeconds > 0 {
 		fmt.Fprintf(w, "   sold out after %.2fs; %.0f orders/s while in stock\n", r.SelloutSeconds, r.OrderRate)
 	}
 	if p := r.Pgbench; p != nil {
 		fmt.Fprintf(w, "   pgbench, same transaction, %d clients: %.0f tps (%.0f orders/s first to last order) -> service/pgbench = %.2f (orders/s: %.2f)\n",
 			p.Clients, p.TPS, p.OrderRate, r.RatioToPgbench, r.OrderRateRatio)
+	}
+	if p := r.Pgbench; p != nil {
+		printCPU(w, p.CPU, float64(p.Transactions), "", "pgbench")
 	}
 	for _, f := range r.Failures {
 		fmt.Fprintf(w, "   FAIL %s\n", f)
@@ -221,6 +228,22 @@ func printTable(w io.Writer, rs []scenarioResult) {
 			r.Name, r.Requests, r.Statuses["201"], r.Statuses["409"], r.Statuses["503"], other,
 			r.LatencyMs.P50, r.LatencyMs.P95, r.LatencyMs.P99, r.RequestsPerSec, pg, ratio, rates, ok)
 	}
+}
+
+// printCPU prints the CPU time per request (or transaction) of each party
+// and how busy the machine was.
+func printCPU(w io.Writer, u cpuUsage, n float64, service, client string) {
+	if n == 0 || u.MachineSec == 0 {
+		return
+	}
+	var parts []string
+	if service != "" && u.ServiceSec > 0 {
+		parts = append(parts, fmt.Sprintf("%s %.2f ms", service, 1000*u.ServiceSec/n))
+	}
+	parts = append(parts, fmt.Sprintf("postgres %.2f ms", 1000*u.PostgresSec/n), fmt.Sprintf("%s %.2f ms", client, 1000*u.ClientSec/n))
+	ours := u.ServiceSec + u.PostgresSec + u.ClientSec
+	fmt.Fprintf(w, "   CPU per request: %s; cores busy %.0f%% (this run %.0f%%, the rest of the machine %.0f%%)\n",
+		strings.Join(parts, ", "), 100*u.MachineBusySec/u.MachineSec, 100*ours/u.MachineSec, 100*max(0, u.MachineBusySec-ours)/u.MachineSec)
 }
 
 func splitList(s string) []string {

@@ -18,12 +18,13 @@ import (
 type shopd struct {
 	cmd  *exec.Cmd
 	url  string
+	pid  int
 	done chan error
 }
 
 // startShopd starts `bin serve` on a free port of 127.0.0.1 against dsn,
 // with tracing off, and waits for its "listening" log line.
-func startShopd(ctx context.Context, bin, dsn string, maxConns int) (*shopd, error) {
+func startShopd(ctx context.Context, bin, dsn, appName string, maxConns int) (*shopd, error) {
 	path, err := lookPath(bin)
 	if err != nil {
 		return nil, fmt.Errorf("%w: run `make build` or pass -shopd", err)
@@ -34,6 +35,7 @@ func startShopd(ctx context.Context, bin, dsn string, maxConns int) (*shopd, err
 		"HOST=127.0.0.1",
 		"PORT=0",
 		"DB_MAX_CONNS="+strconv.Itoa(maxConns),
+		"DB_APPLICATION_NAME="+appName,
 		"DD_TRACE_ENABLED=false",
 		"LOG_LEVEL=info",
 	)
@@ -45,7 +47,7 @@ func startShopd(ctx context.Context, bin, dsn string, maxConns int) (*shopd, err
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &shopd{cmd: cmd, done: make(chan error, 1)}
+	s := &shopd{cmd: cmd, pid: cmd.Process.Pid, done: make(chan error, 1)}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)

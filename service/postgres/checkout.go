@@ -13,26 +13,26 @@ import (
 	"github.com/DataDog/dd-trace-go/v2/ddtrace/ext"
 	"github.com/DataDog/dd-trace-go/v2/ddtrace/tracer"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shoplab/shoplab/service/shop"
 )
 
-// A checkout is one transaction of four round trips:
+// A checkout is one transaction of two round trips (a batchTx):
 //
-//  1. BEGIN with SET LOCAL lock_timeout and statement_timeout;
-//  2. a batch: claim the idempotency key (if any), look up a finished
-//     checkout with that key, lock the cart's products that have enough
-//     stock, in id order (when not all could be locked, one more batch
-//     reads the user and products to name what is unknown or short, and
-//     the transaction rolls back);
-//  3. a batch: decrement stock, insert the order and its lines, store the
-//     response under the key;
-//  4. COMMIT.
+//  1. BEGIN, SET LOCAL lock_timeout and statement_timeout, claim the
+//     idempotency key (if any), look up a finished checkout with that key,
+//     and lock the cart's products that have enough stock, in id order;
+//  2. decrement stock, insert the order and its lines, store the response
+//     under the key, COMMIT.
 //
-// Between 2 and 3 Go checks stock and builds the order (ids are made here,
-// so that the response is known before the insert). Products are locked in
-// one statement sorted by id, so two carts that share products queue for
-// them instead of deadlocking; lock_timeout bounds that queue.
+// Between the two Go checks what was locked and builds the order (ids are
+// made here, so that the response is known before the insert); the row
+// locks are held for the second round trip only. When not every product
+// could be locked, the second round trip instead reads the user and the
+// products, to name what is unknown or short, and rolls back. Products are
+// locked in one statement sorted by id, so two carts that share products
+// queue for them instead of deadlocking; lock_timeout bounds that queue.
 
 // claimKeySQL claims an idempotency key for this transaction, or takes
 // over an expired one. While the claiming transaction is open, a second
@@ -83,11 +83,23 @@ const checkoutUserSQL = `-- name: checkout.user_exists
 SELECT EXISTS (SELECT 1 FROM users WHERE id = $1), now()`
 
 // reserveStockSQL decrements stock only where enough is left; the CHECK
-// (inventory >= 0) is the last line of defence behind it.
+// (inventory >= 0) is the last line of defence behind it. COMMIT is already
+// queued behind it, so a shortfall must fail in SQL, not in Go: when fewer
+// rows than lines were decremented (impossible while they are locked), the
+// cast of a text to int raises an error and the transaction aborts.
 const reserveStockSQL = `-- name: checkout.reserve_stock
-UPDATE products p SET inventory = p.inventory - r.qty
-FROM unnest($1::uuid[], $2::int[]) AS r(id, qty)
-WHERE p.id = r.id AND p.inventory >= r.qty`
+WITH r AS (
+    UPDATE products p SET inventory = p.inventory - r.qty
+    FROM unnest($1::uuid[], $2::int[]) AS r(id, qty)
+    WHERE p.id = r.id AND p.inventory >= r.qty
+    RETURNING 1
+)
+SELECT CASE WHEN count(*) = cardinality($1::uuid[]) THEN count(*)::int
+            ELSE (` + "'" + reserveShortfall + "'" + ` || count(*) || ' of ' || cardinality($1::uuid[]))::int END
+FROM r`
+
+// reserveShortfall starts the error message of a reserve that fell short.
+const reserveShortfall = "checkout reserved "
 
 // insertOrderSQL inserts the order and its lines in one statement, at the
 // prices read under lock.
@@ -154,14 +166,9 @@ func (db *DB) checkout(ctx context.Context, req shop.CheckoutRequest, tr *shop.C
 	}
 	defer conn.Release()
 
-	c := &checkoutTx{req: req, ttl: db.IdempotencyTTL, trace: tr}
-	var res shop.CheckoutResult
-	err = inTx(ctx, conn, db.CheckoutTimeouts.setLocal(), func(tx pgx.Tx) error {
-		var err error
-		res, err = c.run(ctx, tx)
-		return err
-	})
-	return res, err
+	c := &checkoutTx{req: req, ttl: db.IdempotencyTTL, trace: tr, tx: newBatchTx(conn.Conn(), db.CheckoutTimeouts)}
+	defer c.tx.rollback(ctx)
+	return c.run(ctx)
 }
 
 // checkoutTx is one checkout transaction's state.
@@ -169,36 +176,37 @@ type checkoutTx struct {
 	req   shop.CheckoutRequest
 	ttl   time.Duration
 	trace *shop.CheckoutTrace
+	tx    *batchTx
 }
 
-func (c *checkoutTx) run(ctx context.Context, tx pgx.Tx) (shop.CheckoutResult, error) {
-	locked, err := c.lock(ctx, tx)
-	if err != nil || locked.replay != nil {
-		if locked.replay != nil {
-			return *locked.replay, nil
-		}
+func (c *checkoutTx) run(ctx context.Context) (shop.CheckoutResult, error) {
+	locked, err := c.lock(ctx)
+	if err != nil {
 		return shop.CheckoutResult{}, err
+	}
+	if locked.replay != nil {
+		return *locked.replay, nil // the deferred rollback ends the read-only transaction
 	}
 	order, err := c.buildOrder(locked)
 	if err != nil {
 		return shop.CheckoutResult{}, err
 	}
-	if err := c.place(ctx, tx, order); err != nil {
+	if err := c.place(ctx, order); err != nil {
 		return shop.CheckoutResult{}, err
 	}
 	return shop.CheckoutResult{Order: order}, nil
 }
 
-// lockResult is what round trip 2 found.
+// lockResult is what round trip 1 found.
 type lockResult struct {
 	products []shop.Product // in line order
 	now      time.Time
 	replay   *shop.CheckoutResult
 }
 
-// lock claims the key, finds a finished checkout with it, and locks the
-// products (round trip 2).
-func (c *checkoutTx) lock(ctx context.Context, tx pgx.Tx) (lockResult, error) {
+// lock opens the transaction, claims the key, finds a finished checkout
+// with it, and locks the products (round trip 1).
+func (c *checkoutTx) lock(ctx context.Context) (lockResult, error) {
 	ctx, done := step(ctx, "checkout.lock")
 	var res lockResult
 	var err error
@@ -214,57 +222,58 @@ func (c *checkoutTx) lock(ctx context.Context, tx pgx.Tx) (lockResult, error) {
 	if key != "" {
 		keyArg = &key
 	}
-	b := &pgx.Batch{}
-	if key != "" {
-		b.Queue(claimKeySQL, key, c.req.Fingerprint(), c.ttl.Milliseconds())
-		b.Queue(findKeySQL, key)
-	}
-	b.Queue(lockProductsSQL, ids, qtys, c.req.UserID, keyArg)
-
 	start := time.Now()
-	br := tx.SendBatch(ctx, b)
-	res, err = c.readLock(br, key)
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	err = c.tx.send(ctx, "", func(b *pgx.Batch) {
+		if key != "" {
+			b.Queue(claimKeySQL, key, c.req.Fingerprint(), c.ttl.Milliseconds())
+			b.Queue(findKeySQL, key)
+		}
+		b.Queue(lockProductsSQL, ids, qtys, c.req.UserID, keyArg)
+	}, func(br pgx.BatchResults) error {
+		var err error
+		res, err = c.readLock(br, key)
+		return err
+	})
 	c.trace.LockWait = time.Since(start)
 	if err != nil || res.replay != nil {
 		return res, err
 	}
 	if len(res.products) < len(ids) {
 		// Some lines are short or unknown (or the user is): find out which.
-		err = c.refuse(ctx, tx, ids, res.products)
+		err = c.refuse(ctx, ids, res.products)
 		return res, err
 	}
 	res.products = c.inLineOrder(res.products)
 	return res, nil
 }
 
-// refuse explains why not every product could be locked: ENOTFOUND for an
-// unknown user, then for unknown products (naming them), else ECONFLICT
-// listing every short line with its stock (locked rows' stock as locked,
-// the others' as just read).
-func (c *checkoutTx) refuse(ctx context.Context, tx pgx.Tx, ids []string, locked []shop.Product) error {
-	b := &pgx.Batch{}
-	b.Queue(checkoutUserSQL, c.req.UserID)
-	b.Queue(readProductsSQL, ids)
-	br := tx.SendBatch(ctx, b)
-	defer br.Close()
+// refuse explains why not every product could be locked, and rolls back
+// (round trip 2): ENOTFOUND for an unknown user, then for unknown products
+// (naming them), else ECONFLICT listing every short line with its stock
+// (locked rows' stock as locked, the others' as just read).
+func (c *checkoutTx) refuse(ctx context.Context, ids []string, locked []shop.Product) error {
 	var exists bool
-	var now time.Time
-	if err := br.QueryRow().Scan(&exists, &now); err != nil {
+	var read []shop.Product
+	err := c.tx.send(ctx, rollbackSQL, func(b *pgx.Batch) {
+		b.Queue(checkoutUserSQL, c.req.UserID)
+		b.Queue(readProductsSQL, ids)
+	}, func(br pgx.BatchResults) error {
+		var now time.Time
+		if err := br.QueryRow().Scan(&exists, &now); err != nil {
+			return err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		read, err = collectProducts(rows)
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	if !exists {
 		return shop.Errorf(shop.ENOTFOUND, "User not found")
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return err
-	}
-	read, err := collectProducts(rows)
-	if err != nil {
-		return err
 	}
 	byID := make(map[string]shop.Product, len(read))
 	for _, p := range read {
@@ -401,9 +410,9 @@ func (c *checkoutTx) buildOrder(l lockResult) (shop.Order, error) {
 	return o, nil
 }
 
-// place decrements stock, inserts the order and stores the response under
-// the idempotency key (round trip 3).
-func (c *checkoutTx) place(ctx context.Context, tx pgx.Tx, o shop.Order) (err error) {
+// place decrements stock, inserts the order, stores the response under
+// the idempotency key and commits (round trip 2).
+func (c *checkoutTx) place(ctx context.Context, o shop.Order) (err error) {
 	ctx, done := step(ctx, "checkout.place")
 	defer func() { done(err) }()
 	n := len(o.Items)
@@ -412,39 +421,36 @@ func (c *checkoutTx) place(ctx context.Context, tx pgx.Tx, o shop.Order) (err er
 	for i, it := range o.Items {
 		ids[i], itemIDs[i], qtys[i], cents[i] = it.ProductID, it.ID, int32(it.Quantity), int64(it.Price)
 	}
-	b := &pgx.Batch{}
-	b.Queue(reserveStockSQL, ids, qtys)
-	b.Queue(insertOrderSQL, o.ID, o.UserID, int64(o.Total), o.CreatedAt, itemIDs, ids, qtys, cents)
-	if key := c.req.IdempotencyKey; key != "" {
-		response, err := json.Marshal(o)
-		if err != nil {
+	key := c.req.IdempotencyKey
+	var response []byte
+	if key != "" {
+		if response, err = json.Marshal(o); err != nil {
 			return shop.Internal(err)
 		}
-		b.Queue(saveKeySQL, key, o.ID, response)
 	}
-	br := tx.SendBatch(ctx, b)
-	defer func() {
-		if cerr := br.Close(); err == nil {
-			err = cerr
+	return c.tx.send(ctx, commitSQL, func(b *pgx.Batch) {
+		b.Queue(reserveStockSQL, ids, qtys)
+		b.Queue(insertOrderSQL, o.ID, o.UserID, int64(o.Total), o.CreatedAt, itemIDs, ids, qtys, cents)
+		if key != "" {
+			b.Queue(saveKeySQL, key, o.ID, response)
 		}
-	}()
-	tag, err := br.Exec()
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() != int64(n) {
-		// Impossible while the rows are locked; refuse rather than oversell.
-		return shop.Internal(fmt.Errorf("reserved %d of %d lines", tag.RowsAffected(), n))
-	}
-	if _, err = br.Exec(); err != nil {
-		return err
-	}
-	if c.req.IdempotencyKey != "" {
-		if _, err = br.Exec(); err != nil {
+	}, func(br pgx.BatchResults) error {
+		var reserved int
+		if err := br.QueryRow().Scan(&reserved); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && strings.Contains(pgErr.Message, reserveShortfall) {
+				return shop.Internal(fmt.Errorf("refused an order whose stock could not all be reserved: %w", err))
+			}
 			return err
 		}
-	}
-	return nil
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if key != "" {
+			_, err = br.Exec()
+		}
+		return err
+	})
 }
 
 func insufficientStock(short []shop.Shortage) *shop.Error {

@@ -158,7 +158,7 @@ type beginner interface {
 func inTx(ctx context.Context, db beginner, setup []string, fn func(pgx.Tx) error) error {
 	var opts pgx.TxOptions
 	if len(setup) > 0 {
-		opts.BeginQuery = "-- name: tx.begin\nBEGIN;\n" + strings.Join(setup, ";\n")
+		opts.BeginQuery = beginSQL + ";\n" + strings.Join(setup, ";\n")
 	}
 	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
@@ -175,12 +175,88 @@ func inTx(ctx context.Context, db beginner, setup []string, fn func(pgx.Tx) erro
 func (t Timeouts) setLocal() []string {
 	var s []string
 	if t.Lock > 0 {
-		s = append(s, fmt.Sprintf("SET LOCAL lock_timeout = %d", t.Lock.Milliseconds()))
+		s = append(s, fmt.Sprintf("-- name: tx.set_lock_timeout\nSET LOCAL lock_timeout = %d", t.Lock.Milliseconds()))
 	}
 	if t.Statement > 0 {
-		s = append(s, fmt.Sprintf("SET LOCAL statement_timeout = %d", t.Statement.Milliseconds()))
+		s = append(s, fmt.Sprintf("-- name: tx.set_statement_timeout\nSET LOCAL statement_timeout = %d", t.Statement.Milliseconds()))
 	}
 	return s
+}
+
+// batchTx is a transaction sent as pgx batches on one connection: BEGIN
+// and the SET LOCAL timeouts ride in front of the first batch, COMMIT (or
+// ROLLBACK) at the end of the last, and rollback ends whatever is still
+// open. Compared with inTx, whose pgx.Tx spends a round trip on BEGIN and
+// another on COMMIT, it saves two round trips, and row locks taken in the
+// first batch are held for one round trip instead of two: what limits the
+// throughput of a hot product (measured with make bench-checkout; see
+// docs/incidents.md, row 4). Use inTx unless a hot path needs this.
+type batchTx struct {
+	conn  *pgx.Conn
+	setup []string
+	open  bool
+}
+
+const (
+	beginSQL    = "-- name: tx.begin\nBEGIN"
+	commitSQL   = "-- name: tx.commit\nCOMMIT"
+	rollbackSQL = "-- name: tx.rollback\nROLLBACK"
+)
+
+func newBatchTx(conn *pgx.Conn, t Timeouts) *batchTx {
+	return &batchTx{conn: conn, setup: t.setLocal()}
+}
+
+// send sends the statements queued by queue as one batch, preceded by BEGIN
+// and the timeouts when the transaction is not open yet and followed by
+// end (commitSQL, rollbackSQL or "" to keep it open), and calls read with
+// the results of queue's statements. It returns the first error.
+func (t *batchTx) send(ctx context.Context, end string, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
+	b := &pgx.Batch{}
+	prefix := 0
+	if !t.open {
+		b.Queue(beginSQL)
+		for _, s := range t.setup {
+			b.Queue(s)
+		}
+		prefix = b.Len()
+	}
+	queue(b)
+	if end != "" {
+		b.Queue(end)
+	}
+	br := t.conn.SendBatch(ctx, b)
+	var err error
+	for range prefix {
+		if _, err = br.Exec(); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = read(br)
+	}
+	if err == nil && end != "" {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	// 'I': idle, no transaction; 'T' in one; 'E' in a failed one.
+	t.open = t.conn.PgConn().TxStatus() != 'I'
+	return err
+}
+
+// rollback ends the transaction if it is still open, even when ctx is
+// canceled. When that fails, the pool discards the connection on release.
+func (t *batchTx) rollback(ctx context.Context) {
+	if !t.open || t.conn.IsClosed() {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := t.conn.Exec(rctx, rollbackSQL); err == nil {
+		t.open = false
+	}
 }
 
 // acquire takes a connection from pool, waiting at most timeout (when
