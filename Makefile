@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt bench-orders bench-telemetry clean
+.PHONY: build run test vet fmt clean bench-orders bench-telemetry bench-checkout
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -36,6 +36,13 @@ fmt:
 ## bench-orders: GET /orders for the heavy user vs a query-per-order loop
 bench-orders:
 	$(GO) test -run '^$$' -bench 'OrderHistory' -benchtime 200x -count 1 ./service/httpapi/
+
+## bench-checkout: vegeta against a fresh shopd + database (hot product, uniform carts),
+## invariants checked in the database, pgbench with the same transaction as the floor.
+## Flags: make bench-checkout BENCH_FLAGS='-duration 20s -workers 16 -rate 300' (or -url/-db for a running service)
+BENCH_FLAGS ?=
+bench-checkout: build
+	$(GO) run ./bench/checkout -shopd $(BIN) $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,19 +26,40 @@ import (
 // DB is shoplab's database: a pgx pool and the stores built on it.
 type DB struct {
 	Pool *pgxpool.Pool
-	// CheckoutTimeouts bound how long a checkout waits for locks and runs.
+	// CheckoutTimeouts bound how long a checkout waits for a connection and
+	// for locks, and how long its statements run.
 	CheckoutTimeouts Timeouts
+	// IdempotencyTTL is how long a checkout's idempotency key is honoured.
+	IdempotencyTTL time.Duration
 }
 
-// Timeouts are per-transaction Postgres limits; zero means the server's default.
+// Timeouts are per-transaction limits; zero means none (the server's
+// default for Lock and Statement, an unbounded wait for Acquire).
 type Timeouts struct {
-	Lock      time.Duration // lock_timeout
-	Statement time.Duration // statement_timeout
+	Acquire   time.Duration // wait for a pool connection
+	Lock      time.Duration // Postgres lock_timeout
+	Statement time.Duration // Postgres statement_timeout
 }
 
-// New returns a DB on pool.
+// Defaults of New.
+const (
+	DefaultCheckoutAcquireTimeout   = time.Second
+	DefaultCheckoutLockTimeout      = 2 * time.Second
+	DefaultCheckoutStatementTimeout = 5 * time.Second
+	DefaultIdempotencyTTL           = 24 * time.Hour
+)
+
+// New returns a DB on pool with the default timeouts and key expiry.
 func New(pool *pgxpool.Pool) *DB {
-	return &DB{Pool: pool, CheckoutTimeouts: Timeouts{Lock: 2 * time.Second, Statement: 5 * time.Second}}
+	return &DB{
+		Pool: pool,
+		CheckoutTimeouts: Timeouts{
+			Acquire:   DefaultCheckoutAcquireTimeout,
+			Lock:      DefaultCheckoutLockTimeout,
+			Statement: DefaultCheckoutStatementTimeout,
+		},
+		IdempotencyTTL: DefaultIdempotencyTTL,
+	}
 }
 
 // PoolConfig parses dsn and sets shoplab's defaults: the application_name
@@ -124,26 +146,32 @@ func unavailable(err error) *shop.Error {
 	return &shop.Error{Code: shop.EUNAVAILABLE, Message: "The database is unavailable; retry shortly.", RetryAfter: 5 * time.Second, Err: err}
 }
 
-// inTx runs fn in a transaction that it commits when fn returns nil and
-// rolls back otherwise. setup statements (SET LOCAL ...) run first.
-func inTx(ctx context.Context, pool *pgxpool.Pool, setup []string, fn func(pgx.Tx) error) error {
-	tx, err := pool.Begin(ctx)
+// beginner is what a transaction starts on: a *pgxpool.Pool or a
+// *pgxpool.Conn already acquired.
+type beginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+}
+
+// inTx runs fn in a transaction on db (a pool or an acquired connection)
+// that it commits when fn returns nil and rolls back otherwise. setup
+// statements (SET LOCAL ...) are sent with the BEGIN, in the same round trip.
+func inTx(ctx context.Context, db beginner, setup []string, fn func(pgx.Tx) error) error {
+	var opts pgx.TxOptions
+	if len(setup) > 0 {
+		opts.BeginQuery = beginSQL + ";\n" + strings.Join(setup, ";\n")
+	}
+	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit this is a no-op
-	for _, s := range setup {
-		if _, err := tx.Exec(ctx, s); err != nil {
-			return err
-		}
-	}
 	if err := fn(tx); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
 }
 
-// setLocal returns the SET LOCAL statements for t.
+// setLocal returns the SET LOCAL statements for t's Postgres timeouts.
 func (t Timeouts) setLocal() []string {
 	var s []string
 	if t.Lock > 0 {
@@ -153,4 +181,102 @@ func (t Timeouts) setLocal() []string {
 		s = append(s, fmt.Sprintf("-- name: tx.set_statement_timeout\nSET LOCAL statement_timeout = %d", t.Statement.Milliseconds()))
 	}
 	return s
+}
+
+// batchTx is a transaction sent as pgx batches on one connection: BEGIN
+// and the SET LOCAL timeouts ride in front of the first batch, COMMIT (or
+// ROLLBACK) at the end of the last, and rollback ends whatever is still
+// open. Compared with inTx, whose pgx.Tx spends a round trip on BEGIN and
+// another on COMMIT, it saves two round trips, and row locks taken in the
+// first batch are held for one round trip instead of two: what limits the
+// throughput of a hot product (measured with make bench-checkout; see
+// docs/incidents.md, row 4). Use inTx unless a hot path needs this.
+type batchTx struct {
+	conn  *pgx.Conn
+	setup []string
+	open  bool
+}
+
+const (
+	beginSQL    = "-- name: tx.begin\nBEGIN"
+	commitSQL   = "-- name: tx.commit\nCOMMIT"
+	rollbackSQL = "-- name: tx.rollback\nROLLBACK"
+)
+
+func newBatchTx(conn *pgx.Conn, t Timeouts) *batchTx {
+	return &batchTx{conn: conn, setup: t.setLocal()}
+}
+
+// send sends the statements queued by queue as one batch, preceded by BEGIN
+// and the timeouts when the transaction is not open yet and followed by
+// end (commitSQL, rollbackSQL or "" to keep it open), and calls read with
+// the results of queue's statements. It returns the first error.
+func (t *batchTx) send(ctx context.Context, end string, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
+	b := &pgx.Batch{}
+	prefix := 0
+	if !t.open {
+		b.Queue(beginSQL)
+		for _, s := range t.setup {
+			b.Queue(s)
+		}
+		prefix = b.Len()
+	}
+	queue(b)
+	if end != "" {
+		b.Queue(end)
+	}
+	br := t.conn.SendBatch(ctx, b)
+	var err error
+	for range prefix {
+		if _, err = br.Exec(); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = read(br)
+	}
+	if err == nil && end != "" {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	// 'I': idle, no transaction; 'T' in one; 'E' in a failed one.
+	t.open = t.conn.PgConn().TxStatus() != 'I'
+	return err
+}
+
+// rollback ends the transaction if it is still open, even when ctx is
+// canceled. When that fails, the pool discards the connection on release.
+func (t *batchTx) rollback(ctx context.Context) {
+	if !t.open || t.conn.IsClosed() {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := t.conn.Exec(rctx, rollbackSQL); err == nil {
+		t.open = false
+	}
+}
+
+// acquire takes a connection from pool, waiting at most timeout (when
+// positive). When the wait times out it returns EUNAVAILABLE with
+// RetryAfter: every connection is busy. A canceled ctx is returned as is.
+func acquire(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) (*pgxpool.Conn, error) {
+	actx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	conn, err := pool.Acquire(actx)
+	if err == nil {
+		return conn, nil
+	}
+	if ctx.Err() == nil && actx.Err() != nil {
+		return nil, &shop.Error{Code: shop.EUNAVAILABLE, RetryAfter: retryAfter,
+			Message: "The service is busy: no database connection was free in time; retry shortly.",
+			Err:     fmt.Errorf("pool acquire timed out after %s: %w", timeout, err)}
+	}
+	return nil, err
 }

@@ -5,3 +5,6 @@ const (
 	OrdersByUserSQL  = ordersByUserSQL
 	ItemsByOrdersSQL = itemsByOrdersSQL
 )
+
+// ReserveStockSQL is the checkout's stock decrement.
+const ReserveStockSQL = reserveStockSQL

@@ -90,6 +90,19 @@ type OrderCursor struct {
 type CheckoutRequest struct {
 	UserID string     `json:"userId"`
 	Items  []CartLine `json:"items"`
+	// IdempotencyKey, when set, makes the checkout idempotent: a retry with
+	// the same key and the same request returns the first result without a
+	// second order; the same key with another request is EUNPROCESSABLE.
+	// It comes from the Idempotency-Key header, never from the body.
+	IdempotencyKey string `json:"-"`
+}
+
+// CheckoutResult is a placed order. Replayed reports that the order was
+// placed by an earlier request with the same idempotency key and this is
+// its stored result.
+type CheckoutResult struct {
+	Order    Order
+	Replayed bool
 }
 
 // CartLine is one line of a cart.
@@ -154,10 +167,15 @@ type OrderStore interface {
 	// EINTERNAL.
 	OrdersByUser(ctx context.Context, userID string, page OrderPage) ([]Order, *OrderCursor, error)
 	// Checkout reserves stock and places the order in one transaction; it
-	// never oversells. Errors: EINVALID, ENOTFOUND (user or product),
-	// ECONFLICT (insufficient stock, with the shortages), EUNAVAILABLE
-	// (timeouts), EINTERNAL.
-	Checkout(ctx context.Context, req CheckoutRequest) (Order, error)
+	// never oversells. With req.IdempotencyKey, a retry of the same request
+	// returns the first order (Replayed) instead of placing another.
+	// A CheckoutTrace in ctx (WithCheckoutTrace) receives the time spent
+	// waiting. Errors: EINVALID, ENOTFOUND (user or product), ECONFLICT
+	// (insufficient stock, with the shortages; or a concurrent transaction
+	// won, retryable), EUNPROCESSABLE (idempotency key reused with another
+	// request), EUNAVAILABLE (lock, statement or connection-pool timeout,
+	// with RetryAfter), EINTERNAL.
+	Checkout(ctx context.Context, req CheckoutRequest) (CheckoutResult, error)
 }
 
 // ReportStore computes order reports.

@@ -110,9 +110,10 @@ const (
 	MaxLineQuantity = 1000
 )
 
-// Validate checks the cart's shape (not stock: that is the store's
-// business) and returns it with duplicate lines of one product merged and
-// lines sorted by product id, the order in which stock is locked.
+// Validate checks the cart's shape and the idempotency key's (not stock:
+// that is the store's business) and returns it with duplicate lines of one
+// product merged and lines sorted by product id, the order in which stock
+// is locked. Errors: EINVALID, with a field error per problem.
 func (req CheckoutRequest) Validate() (CheckoutRequest, error) {
 	var errs []FieldError
 	if !ValidID(req.UserID) {
@@ -127,6 +128,10 @@ func (req CheckoutRequest) Validate() (CheckoutRequest, error) {
 		errs = append(errs, FieldError{"items", "required", "items must contain at least one line"})
 	case len(req.Items) > MaxCartLines:
 		errs = append(errs, FieldError{"items", "max", fmt.Sprintf("items must contain at most %d lines", MaxCartLines)})
+	}
+	if req.IdempotencyKey != "" && !validIdempotencyKey(req.IdempotencyKey) {
+		errs = append(errs, FieldError{"Idempotency-Key", "invalid",
+			fmt.Sprintf("the Idempotency-Key header must be 1 to %d printable ASCII characters", MaxIdempotencyKeyLen)})
 	}
 	merged := map[string]int{}
 	var order []string
@@ -149,7 +154,7 @@ func (req CheckoutRequest) Validate() (CheckoutRequest, error) {
 	if len(errs) > 0 {
 		return CheckoutRequest{}, Invalid(errs...)
 	}
-	out := CheckoutRequest{UserID: strings.ToLower(req.UserID), Items: make([]CartLine, 0, len(order))}
+	out := CheckoutRequest{UserID: strings.ToLower(req.UserID), Items: make([]CartLine, 0, len(order)), IdempotencyKey: req.IdempotencyKey}
 	for _, id := range order {
 		if merged[id] > MaxLineQuantity {
 			return CheckoutRequest{}, Invalid(FieldError{"items", "range", fmt.Sprintf("the total quantity of product %s must be at most %d", id, MaxLineQuantity)})

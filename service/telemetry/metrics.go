@@ -65,6 +65,32 @@ const (
 	// Tags: pool, outcome.
 	MetricDBPoolAcquireDuration = "db.pool.acquire.duration"
 
+	// MetricCheckoutOutcomes counts checkouts by outcome. Tag: outcome
+	// (success, insufficient_stock, idempotent_replay, conflict, timeout,
+	// rejected, canceled, error).
+	MetricCheckoutOutcomes = "checkout.outcomes"
+	// MetricCheckoutDuration is the distribution of checkout durations in
+	// milliseconds, decoding to answer. Tag: outcome.
+	MetricCheckoutDuration = "checkout.duration"
+	// MetricCheckoutLockWait is the distribution of the time a checkout spent
+	// in its row-locking statements (idempotency key claim, product lock), in
+	// milliseconds. Tag: outcome.
+	MetricCheckoutLockWait = "checkout.lock_wait"
+	// MetricCheckoutPoolWait is the distribution of the time a checkout waited
+	// for a database connection, in milliseconds. Tag: outcome.
+	MetricCheckoutPoolWait = "checkout.pool_wait"
+	// MetricCheckoutOrderItems is the distribution of units per placed order.
+	MetricCheckoutOrderItems = "checkout.order.items"
+	// MetricCheckoutOrderLines is the distribution of distinct products per
+	// placed order.
+	MetricCheckoutOrderLines = "checkout.order.lines"
+	// MetricCheckoutOrderValue is the distribution of placed orders' totals in
+	// currency units (dollars, not cents).
+	MetricCheckoutOrderValue = "checkout.order.value"
+	// MetricIdempotencyKeysExpired counts idempotency keys deleted after
+	// expiry.
+	MetricIdempotencyKeysExpired = "checkout.idempotency_keys.expired"
+
 	// MetricLogDropped counts log lines dropped by log sampling. Tag: level.
 	MetricLogDropped = "log.dropped"
 )

@@ -52,12 +52,14 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	}
 	defer pool.Close()
 	db := postgres.New(pool)
-	db.CheckoutTimeouts = postgres.Timeouts{Lock: cfg.CheckoutLockTimeout, Statement: cfg.CheckoutStatementTimeout}
+	db.CheckoutTimeouts = postgres.Timeouts{Acquire: cfg.CheckoutAcquireTimeout, Lock: cfg.CheckoutLockTimeout, Statement: cfg.CheckoutStatementTimeout}
+	db.IdempotencyTTL = cfg.IdempotencyKeyTTL
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	go telemetry.ReportPoolStats(bg, tel, "main", pool, 10*time.Second)
 	go telemetry.SampleLockWaits(bg, tel, pool, time.Second)
+	go expireIdempotencyKeys(bg, tel, db, cfg.IdempotencyCleanup)
 
 	handler := httpapi.NewServer(httpapi.Deps{
 		Config:    httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, MaxImportBytes: cfg.MaxImportBytes},
@@ -97,6 +99,29 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	pool.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// expireIdempotencyKeys deletes expired checkout idempotency keys now and
+// then every interval until ctx ends, counting them in
+// MetricIdempotencyKeysExpired. Failures are logged; the next run retries.
+func expireIdempotencyKeys(ctx context.Context, tel *telemetry.Telemetry, db *postgres.DB, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := db.DeleteExpiredIdempotencyKeys(ctx)
+		if n > 0 {
+			_ = tel.Metrics.Count(telemetry.MetricIdempotencyKeysExpired, n, nil, 1)
+			tel.Log.Info("expired idempotency keys deleted", zap.Int64("count", n))
+		}
+		if err != nil && ctx.Err() == nil {
+			tel.Log.Warn("idempotency key cleanup failed", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func migrate(ctx context.Context, cfg config, command string, stdout io.Writer) error {

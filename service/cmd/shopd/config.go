@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/shoplab/shoplab/service/postgres"
 )
 
 // config is shopd's configuration, read from the environment.
@@ -14,8 +16,12 @@ type config struct {
 	DBMaxConns      int32         // DB_MAX_CONNS (default 20)
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT: how long in-flight requests may finish (default 15s)
 
+	CheckoutAcquireTimeout   time.Duration // CHECKOUT_ACQUIRE_TIMEOUT: wait for a pool connection (default 1s)
 	CheckoutLockTimeout      time.Duration // CHECKOUT_LOCK_TIMEOUT (default 2s)
 	CheckoutStatementTimeout time.Duration // CHECKOUT_STATEMENT_TIMEOUT (default 5s)
+
+	IdempotencyKeyTTL  time.Duration // IDEMPOTENCY_KEY_TTL: how long a checkout's key is honoured (default 24h)
+	IdempotencyCleanup time.Duration // IDEMPOTENCY_CLEANUP_INTERVAL: how often expired keys are deleted (default 10m)
 
 	MaxBodyBytes   int64 // MAX_BODY_BYTES (default 1 MiB)
 	MaxImportBytes int64 // MAX_IMPORT_BYTES (default 50 MiB)
@@ -26,8 +32,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		AppName:                  "shoplab",
 		DBMaxConns:               20,
 		ShutdownTimeout:          15 * time.Second,
-		CheckoutLockTimeout:      2 * time.Second,
-		CheckoutStatementTimeout: 5 * time.Second,
+		CheckoutAcquireTimeout:   postgres.DefaultCheckoutAcquireTimeout,
+		CheckoutLockTimeout:      postgres.DefaultCheckoutLockTimeout,
+		CheckoutStatementTimeout: postgres.DefaultCheckoutStatementTimeout,
+		IdempotencyKeyTTL:        postgres.DefaultIdempotencyTTL,
+		IdempotencyCleanup:       10 * time.Minute,
 		MaxBodyBytes:             1 << 20,
 		MaxImportBytes:           50 << 20,
 	}
@@ -68,8 +77,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 	intVar("DB_MAX_CONNS", &maxConns)
 	c.DBMaxConns = int32(min(maxConns, 1000))
 	durVar("SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	durVar("CHECKOUT_ACQUIRE_TIMEOUT", &c.CheckoutAcquireTimeout)
 	durVar("CHECKOUT_LOCK_TIMEOUT", &c.CheckoutLockTimeout)
 	durVar("CHECKOUT_STATEMENT_TIMEOUT", &c.CheckoutStatementTimeout)
+	durVar("IDEMPOTENCY_KEY_TTL", &c.IdempotencyKeyTTL)
+	durVar("IDEMPOTENCY_CLEANUP_INTERVAL", &c.IdempotencyCleanup)
+	if c.IdempotencyKeyTTL <= 0 {
+		errs = append(errs, fmt.Errorf("IDEMPOTENCY_KEY_TTL must be positive"))
+	}
+	if c.IdempotencyCleanup <= 0 {
+		errs = append(errs, fmt.Errorf("IDEMPOTENCY_CLEANUP_INTERVAL must be positive"))
+	}
 	intVar("MAX_BODY_BYTES", &c.MaxBodyBytes)
 	intVar("MAX_IMPORT_BYTES", &c.MaxImportBytes)
 	if len(errs) > 0 {

@@ -169,13 +169,22 @@ func TestRunEndToEnd(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	t.Parallel()
-	for _, env := range []map[string]string{{"PORT": "x"}, {"DB_MAX_CONNS": "-1"}, {"CHECKOUT_LOCK_TIMEOUT": "soon"}} {
+	for _, env := range []map[string]string{{"PORT": "x"}, {"DB_MAX_CONNS": "-1"}, {"CHECKOUT_LOCK_TIMEOUT": "soon"},
+		{"CHECKOUT_ACQUIRE_TIMEOUT": "-1s"}, {"IDEMPOTENCY_KEY_TTL": "0s"}, {"IDEMPOTENCY_CLEANUP_INTERVAL": "daily"}} {
 		if _, err := loadConfig(func(k string) string { return env[k] }); err == nil {
 			t.Errorf("%v accepted", env)
 		}
 	}
 	c, err := loadConfig(func(string) string { return "" })
-	if err != nil || c.Addr != ":3000" {
+	if err != nil || c.Addr != ":3000" || c.CheckoutAcquireTimeout != time.Second || c.CheckoutLockTimeout != 2*time.Second ||
+		c.CheckoutStatementTimeout != 5*time.Second || c.IdempotencyKeyTTL != 24*time.Hour {
 		t.Errorf("defaults: %+v %v", c, err)
+	}
+	env := map[string]string{"CHECKOUT_ACQUIRE_TIMEOUT": "250ms", "CHECKOUT_LOCK_TIMEOUT": "500ms", "CHECKOUT_STATEMENT_TIMEOUT": "3s",
+		"IDEMPOTENCY_KEY_TTL": "1h", "IDEMPOTENCY_CLEANUP_INTERVAL": "30s"}
+	c, err = loadConfig(func(k string) string { return env[k] })
+	if err != nil || c.CheckoutAcquireTimeout != 250*time.Millisecond || c.CheckoutLockTimeout != 500*time.Millisecond ||
+		c.CheckoutStatementTimeout != 3*time.Second || c.IdempotencyKeyTTL != time.Hour || c.IdempotencyCleanup != 30*time.Second {
+		t.Errorf("from env: %+v %v", c, err)
 	}
 }
