@@ -95,6 +95,8 @@ type queryState struct {
 	start time.Time
 	span  *tracer.Span
 	pid   uint32
+	// locks names the lock-flagged statements of a batch.
+	locks []string
 }
 
 func connPID(conn *pgx.Conn) uint32 {
@@ -144,32 +146,57 @@ func (q *QueryTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.T
 func (q *QueryTracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
 	st := &queryState{info: QueryInfo{Name: "batch"}, start: time.Now(), pid: connPID(conn)}
 	st.span, ctx = q.startSpan(ctx, SpanBatch, "batch", st.pid, st.start)
-	if st.span != nil && data.Batch != nil {
-		st.span.SetTag("db.batch.size", data.Batch.Len())
+	if data.Batch != nil {
+		for _, qq := range data.Batch.QueuedQueries {
+			if info := ParseQueryName(qq.SQL); info.Lock {
+				st.locks = append(st.locks, info.Name)
+			}
+		}
+		if st.span != nil {
+			st.span.SetTag("db.batch.size", data.Batch.Len())
+		}
 	}
 	return context.WithValue(ctx, batchCtxKey{}, st)
 }
 
 // TraceBatchQuery implements pgx.BatchTracer: each statement of a batch gets
 // its own span, metrics and slow-query line, timed from when pgx started
-// reading its result.
+// reading its result. Postgres answers a pipelined batch only when it has
+// run all of it, so the first statement read absorbs the batch's time, and
+// a statement's own lock wait cannot be told apart: TraceBatchEnd records
+// the lock wait of the batch's lock-flagged statements instead.
 func (q *QueryTracer) TraceBatchQuery(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchQueryData) {
 	start := data.ReadStartTime
 	if start.IsZero() {
 		start = time.Now()
 	}
 	st := &queryState{info: ParseQueryName(data.SQL), start: start, pid: connPID(conn)}
+	st.info.Lock = false // recorded for the whole batch in TraceBatchEnd
 	st.span, ctx = q.startSpan(ctx, SpanBatchQuery, st.info.Name, st.pid, st.start)
 	q.finish(ctx, st, time.Since(start), data.CommandTag, data.Err)
 }
 
-// TraceBatchEnd implements pgx.BatchTracer.
+// TraceBatchEnd implements pgx.BatchTracer. For each lock-flagged statement
+// of the batch it records MetricDBLockWait from the batch's duration against
+// the baseline of uncontended batches that ran it, and tags the batch span
+// with db.lock_wait_ms and the statement's name.
 func (q *QueryTracer) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchEndData) {
 	st, ok := ctx.Value(batchCtxKey{}).(*queryState)
-	if !ok || st.span == nil {
+	if !ok {
 		return
 	}
-	finishSpan(st.span, QueryOutcome(ctx, data.Err), data.Err)
+	dur := time.Since(st.start)
+	outcome := QueryOutcome(ctx, data.Err)
+	for _, name := range st.locks {
+		wait, base := q.baselines.lockWait(name, dur, outcome == OutcomeOK, st.start)
+		_ = q.t.Metrics.Distribution(MetricDBLockWait, ms(wait), []string{"query:" + name, "outcome:" + outcome}, 1)
+		if st.span != nil {
+			st.span.SetTag("db.lock_query", name)
+			st.span.SetTag("db.lock_wait_ms", ms(wait))
+			st.span.SetTag("db.lock_wait.baseline_ms", ms(base))
+		}
+	}
+	finishSpan(st.span, outcome, data.Err)
 }
 
 // TraceCopyFromStart implements pgx.CopyFromTracer. The statement name is
