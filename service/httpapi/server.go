@@ -19,6 +19,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxImportBytes bounds POST /admin/products/import bodies (default 50 MiB, the original's limit).
 	MaxImportBytes int64
+	// MaxImportRows bounds the rows of one import (default 100,000).
+	MaxImportRows int
+	// ImportProgressRows is how often, in rows, an import logs its
+	// progress (default 10,000).
+	ImportProgressRows int
 	// DefaultOrderLimit is the page size of GET /orders/{userId} without ?limit= (default 500).
 	DefaultOrderLimit int
 	// MaxOrderLimit bounds ?limit= of GET /orders/{userId} (default 1000).
@@ -33,6 +38,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxImportBytes <= 0 {
 		c.MaxImportBytes = 50 << 20
+	}
+	if c.MaxImportRows <= 0 {
+		c.MaxImportRows = 100_000
+	}
+	if c.ImportProgressRows <= 0 {
+		c.ImportProgressRows = 10_000
 	}
 	if c.DefaultOrderLimit <= 0 {
 		c.DefaultOrderLimit = 500

@@ -61,7 +61,12 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	go telemetry.SampleLockWaits(bg, tel, pool, time.Second)
 
 	handler := httpapi.NewServer(httpapi.Deps{
-		Config:    httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, MaxImportBytes: cfg.MaxImportBytes},
+		Config: httpapi.Config{
+			MaxBodyBytes:       cfg.MaxBodyBytes,
+			MaxImportBytes:     cfg.MaxImportBytes,
+			MaxImportRows:      int(cfg.MaxImportRows),
+			ImportProgressRows: int(cfg.ImportProgressRows),
+		},
 		Telemetry: tel,
 		Products:  db,
 		Orders:    db,

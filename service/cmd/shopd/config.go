@@ -17,8 +17,10 @@ type config struct {
 	CheckoutLockTimeout      time.Duration // CHECKOUT_LOCK_TIMEOUT (default 2s)
 	CheckoutStatementTimeout time.Duration // CHECKOUT_STATEMENT_TIMEOUT (default 5s)
 
-	MaxBodyBytes   int64 // MAX_BODY_BYTES (default 1 MiB)
-	MaxImportBytes int64 // MAX_IMPORT_BYTES (default 50 MiB)
+	MaxBodyBytes       int64 // MAX_BODY_BYTES (default 1 MiB)
+	MaxImportBytes     int64 // MAX_IMPORT_BYTES (default 50 MiB)
+	MaxImportRows      int64 // MAX_IMPORT_ROWS (default 100,000)
+	ImportProgressRows int64 // IMPORT_PROGRESS_ROWS: an import logs its progress every so many rows (default 10,000)
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -30,6 +32,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		CheckoutStatementTimeout: 5 * time.Second,
 		MaxBodyBytes:             1 << 20,
 		MaxImportBytes:           50 << 20,
+		MaxImportRows:            100_000,
+		ImportProgressRows:       10_000,
 	}
 	port := getenv("PORT")
 	if port == "" {
@@ -43,6 +47,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if v := getenv("DB_APPLICATION_NAME"); v != "" {
 		c.AppName = v
 	}
+
 	var errs []error
 	intVar := func(name string, dst *int64) {
 		if v := getenv(name); v != "" {
@@ -72,6 +77,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	durVar("CHECKOUT_STATEMENT_TIMEOUT", &c.CheckoutStatementTimeout)
 	intVar("MAX_BODY_BYTES", &c.MaxBodyBytes)
 	intVar("MAX_IMPORT_BYTES", &c.MaxImportBytes)
+	intVar("MAX_IMPORT_ROWS", &c.MaxImportRows)
+	intVar("IMPORT_PROGRESS_ROWS", &c.ImportProgressRows)
 	if len(errs) > 0 {
 		return c, fmt.Errorf("configuration: %v", errs)
 	}

@@ -137,13 +137,14 @@ func TestRunEndToEnd(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	t.Parallel()
-	for _, env := range []map[string]string{{"PORT": "x"}, {"DB_MAX_CONNS": "-1"}, {"CHECKOUT_LOCK_TIMEOUT": "soon"}} {
+	for _, env := range []map[string]string{{"PORT": "x"}, {"DB_MAX_CONNS": "-1"}, {"CHECKOUT_LOCK_TIMEOUT": "soon"},
+		{"MAX_IMPORT_ROWS": "0"}, {"MAX_IMPORT_BYTES": "lots"}, {"IMPORT_PROGRESS_ROWS": "-5"}} {
 		if _, err := loadConfig(func(k string) string { return env[k] }); err == nil {
 			t.Errorf("%v accepted", env)
 		}
 	}
 	c, err := loadConfig(func(string) string { return "" })
-	if err != nil || c.Addr != ":3000" {
+	if err != nil || c.Addr != ":3000" || c.MaxImportRows < 100_000 {
 		t.Errorf("defaults: %+v %v", c, err)
 	}
 }
