@@ -19,6 +19,8 @@ func addRoutes(r *mux.Router, d Deps) {
 	r.Handle("/orders/checkout", handleCheckout(tel, d.Orders, cfg.MaxBodyBytes)).Methods("POST")
 	r.Handle("/orders/{userId}", handleOrdersByUser(tel, d.Orders, cfg.DefaultOrderLimit, cfg.MaxOrderLimit)).Methods("GET")
 
+	// Every /admin/* route requires the admin token when one is set
+	// (requireAdmin, installed on the router in NewServer).
 	r.Handle("/admin/products/import", handleImport(tel, d.Products, cfg)).Methods("POST")
 	r.Handle("/admin/inventory/low", handleLowInventory(tel, d.Products)).Methods("GET")
 

@@ -24,6 +24,9 @@ type Config struct {
 	// ImportProgressRows is how often, in rows, an import logs its
 	// progress (default 10,000).
 	ImportProgressRows int
+	// AdminToken, when set, is the bearer token that every /admin/* route
+	// requires; empty leaves them open.
+	AdminToken string
 	// DefaultOrderLimit is the page size of GET /orders/{userId} without ?limit= (default 500).
 	DefaultOrderLimit int
 	// MaxOrderLimit bounds ?limit= of GET /orders/{userId} (default 1000).
@@ -69,7 +72,8 @@ type Deps struct {
 }
 
 // NewServer builds the HTTP handler: a traced gorilla/mux router with every
-// route of routes.go, wrapped in request-id and recovery middleware.
+// route of routes.go, wrapped in request-id, recovery and admin-auth
+// middleware.
 func NewServer(d Deps) http.Handler {
 	d.Config = d.Config.withDefaults()
 	tel := d.Telemetry
@@ -80,6 +84,7 @@ func NewServer(d Deps) http.Handler {
 	// the 500 that recoverer answers.
 	telemetry.InstrumentRouter(tel, r.Router)
 	r.Use(recoverer(tel))
+	r.Use(requireAdmin(tel, d.Config.AdminToken))
 	addRoutes(r.Router, d)
 	return requestID(r)
 }

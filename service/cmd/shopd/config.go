@@ -21,7 +21,13 @@ type config struct {
 	MaxImportBytes     int64 // MAX_IMPORT_BYTES (default 50 MiB)
 	MaxImportRows      int64 // MAX_IMPORT_ROWS (default 100,000)
 	ImportProgressRows int64 // IMPORT_PROGRESS_ROWS: an import logs its progress every so many rows (default 10,000)
+
+	AdminToken string // ADMIN_TOKEN: bearer token of /admin/*; empty leaves them open (refused when AppEnv is production)
+	AppEnv     string // APP_ENV (default development); "production" makes ADMIN_TOKEN mandatory
 }
+
+// production reports whether APP_ENV says the service runs in production.
+func (c config) production() bool { return c.AppEnv == "production" }
 
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
@@ -34,6 +40,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		MaxImportBytes:           50 << 20,
 		MaxImportRows:            100_000,
 		ImportProgressRows:       10_000,
+		AppEnv:                   "development",
 	}
 	port := getenv("PORT")
 	if port == "" {
@@ -47,7 +54,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if v := getenv("DB_APPLICATION_NAME"); v != "" {
 		c.AppName = v
 	}
-
+	c.AdminToken = getenv("ADMIN_TOKEN")
+	if v := getenv("APP_ENV"); v != "" {
+		c.AppEnv = v
+	}
 	var errs []error
 	intVar := func(name string, dst *int64) {
 		if v := getenv(name); v != "" {

@@ -69,19 +69,26 @@ func TestRunEndToEnd(t *testing.T) {
 	go func() { done <- run(sctx, []string{"shopd", "serve"}, getenv, logs, io.Discard) }()
 
 	var addr string
+	warned := false
 	timeout := time.After(20 * time.Second)
 	for addr == "" {
 		select {
 		case line := <-logs.lines:
-			var l struct{ Msg, Addr string }
+			var l struct{ Msg, Addr, Level string }
 			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" {
 				addr = l.Addr
+			}
+			if strings.HasPrefix(l.Msg, "ADMIN_TOKEN is not set") && l.Level == "warn" {
+				warned = true
 			}
 		case err := <-done:
 			t.Fatalf("serve exited early: %v", err)
 		case <-timeout:
 			t.Fatal("serve never logged its address")
 		}
+	}
+	if !warned {
+		t.Error("serve did not warn that ADMIN_TOKEN is unset")
 	}
 	base := "http://" + addr
 	for i := 0; ; i++ {
@@ -144,7 +151,21 @@ func TestConfig(t *testing.T) {
 		}
 	}
 	c, err := loadConfig(func(string) string { return "" })
-	if err != nil || c.Addr != ":3000" || c.MaxImportRows < 100_000 {
+	if err != nil || c.Addr != ":3000" || c.MaxImportRows < 100_000 || c.AdminToken != "" || c.production() {
 		t.Errorf("defaults: %+v %v", c, err)
+	}
+}
+
+// TestServeRefusesOpenAdminInProduction: with APP_ENV=production and no
+// ADMIN_TOKEN, serve exits with an error before listening.
+func TestServeRefusesOpenAdminInProduction(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"APP_ENV": "production", "PORT": "0", "HOST": "127.0.0.1",
+		"DATABASE_URL": "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1", "DD_TRACE_ENABLED": "false"}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"shopd", "serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "ADMIN_TOKEN") {
+		t.Errorf("serve = %v, want a refusal naming ADMIN_TOKEN", err)
 	}
 }
