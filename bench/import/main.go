@@ -110,6 +110,7 @@ type results struct {
 	CPUs          int         `json:"cpus"`
 	Postgres      string      `json:"postgres"`
 	Runs          int         `json:"runs"`
+	LoadAverage   []string    `json:"loadAverageAtStartAndEnd"` // /proc/loadavg: how busy the shared machine was
 	BaselineRSS   int64       `json:"shopdBaselineRSSBytes"`
 	HWMResettable bool        `json:"peakResetPerImport"`
 	Cases         []benchCase `json:"cases"`
@@ -180,6 +181,7 @@ func run(ctx context.Context, shopdBin, server, sizeList, formatList, extraList 
 
 	res := results{Date: time.Now().UTC(), Command: "make bench-import", GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Runs: runs}
 	_ = conn.QueryRow(ctx, "SHOW server_version").Scan(&res.Postgres)
+	res.LoadAverage = append(res.LoadAverage, loadAvg())
 
 	// Warm up: the pool's connections, statement caches, the heap.
 	warm := genRows(100)
@@ -256,6 +258,7 @@ func run(ctx context.Context, shopdBin, server, sizeList, formatList, extraList 
 		}
 	}
 	res.Cases = cases
+	res.LoadAverage = append(res.LoadAverage, loadAvg())
 	for _, c := range cases {
 		if c.Rows == largest && c.Format == "json" {
 			res.Goal.Rows, res.Goal.Ratio, res.Goal.GrowthBytes = c.Rows, round2(c.Ratio), c.GrowthBytes
@@ -293,8 +296,8 @@ func printTable(w io.Writer, res results) {
 		}
 		return "NOT met"
 	}
-	fmt.Fprintf(w, "\nmedians of %d runs (ratio: median of each run's API/\\copy); shopd idle RSS %.1f MB\n",
-		res.Runs, float64(res.BaselineRSS)/(1<<20))
+	fmt.Fprintf(w, "\nmedians of %d runs (ratio: median of each run's API/\\copy); shopd idle RSS %.1f MB; load average %s\n",
+		res.Runs, float64(res.BaselineRSS)/(1<<20), strings.Join(res.LoadAverage, " -> "))
 	if res.Goal.Rows > 0 {
 		fmt.Fprintf(w, "goal at %d rows (json): ratio %.2fx <= 2x %s; peak memory growth %.1f MB < 100 MB %s\n",
 			res.Goal.Rows, res.Goal.Ratio, verdict(res.Goal.RatioMet), float64(res.Goal.GrowthBytes)/(1<<20), verdict(res.Goal.GrowthMet))
@@ -588,6 +591,16 @@ func redact(dsn string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 func median(xs []float64) float64 {
