@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt clean bench-orders bench-telemetry bench-checkout
+.PHONY: build run test vet fmt clean bench-orders bench-telemetry bench-checkout bench-import
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -31,7 +31,7 @@ vet:
 	$(GO) vet ./...
 
 fmt:
-	gofmt -l -w service migrations
+	gofmt -l -w service migrations bench
 
 ## bench-orders: GET /orders for the heavy user vs a query-per-order loop
 bench-orders:
@@ -43,6 +43,11 @@ bench-orders:
 BENCH_FLAGS ?=
 bench-checkout: build
 	$(GO) run ./bench/checkout -shopd $(BIN) $(BENCH_FLAGS)
+## bench-import: 1,000 and 100,000 products through POST /admin/products/import
+## against psql \copy of the same rows, in one run, on a fresh database and
+## a shopd of its own (free port); prints a table, writes bench/results/import.json
+bench-import: build
+	$(GO) run ./bench/import -shopd $(BIN) -out bench/results/import.json
 
 clean:
 	rm -rf bin

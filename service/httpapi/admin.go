@@ -1,73 +1,296 @@
 package httpapi
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
+
+	"github.com/DataDog/dd-trace-go/v2/ddtrace/tracer"
+	"go.uber.org/zap"
 
 	"github.com/shoplab/shoplab/service/shop"
 	"github.com/shoplab/shoplab/service/telemetry"
 )
 
-// importBody is the original's import body.
-type importBody struct {
-	Products []shop.ProductInput `json:"products"`
-}
+// SpanImport is the operation name of the span around one bulk import.
+const SpanImport = "import.products"
 
-// maxReportedRowErrors bounds the row problems listed in one answer.
-const maxReportedRowErrors = 100
+// errRowsInvalid stops an all-or-nothing import at its first bad row; the
+// answer is built from the rows' problems, not from it.
+var errRowsInvalid = errors.New("import stopped at an invalid row")
 
-// validateImport checks every row with POST /products' rules; one bad row
-// rejects the whole import, listing the first bad rows and their count.
-func validateImport(b importBody) ([]shop.NewProduct, error) {
-	if b.Products == nil {
-		return nil, shop.Invalid(shop.FieldError{Field: "products", Code: "required", Message: "products is required"})
-	}
-	rows := make([]shop.NewProduct, 0, len(b.Products))
-	var problems []shop.FieldError
-	badRows := 0
-	for i, in := range b.Products {
-		np, err := shop.ProductRules{}.Validate(in)
-		if err != nil {
-			badRows++
-			for _, f := range shop.AsError(err).Fields {
-				if len(problems) < maxReportedRowErrors {
-					f.Field = fmt.Sprintf("products[%d].%s", i, f.Field)
-					f.Message = fmt.Sprintf("row %d: %s", i, f.Message)
-					problems = append(problems, f)
-				}
-			}
-			continue
-		}
-		rows = append(rows, np)
-	}
-	if badRows > 0 {
-		e := shop.Invalid(problems...)
-		e.Message = fmt.Sprintf("%d of %d rows are invalid; nothing was imported. First: %s", badRows, len(b.Products), problems[0].Message)
-		e.Extensions = map[string]any{"invalidRows": badRows}
-		return nil, e
-	}
-	return rows, nil
-}
-
-func handleImport(tel *telemetry.Telemetry, products shop.ProductStore, limit int64) http.Handler {
+// handleImport is POST /admin/products/import. The body (JSON, NDJSON or
+// CSV by Content-Type) is decoded one row at a time while the store copies
+// the rows into the database, so neither the payload nor its rows are ever
+// held whole. Rows are validated with POST /products' rules. By default
+// one bad row aborts the COPY and rolls everything back; the 400 lists the
+// first shop.MaxReportedRows bad rows (index, field, message) and counts
+// them all, reading the rest of the body to do so. ?onError=skip imports
+// the valid rows and reports the skipped ones. More than cfg.MaxImportRows
+// rows or cfg.MaxImportBytes bytes is a 413, with nothing written.
+func handleImport(tel *telemetry.Telemetry, products shop.ProductStore, cfg Config) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rows, err := decodeValid(w, r, limit, validateImport)
+		skip, err := importOnError(r)
 		if err != nil {
 			writeError(w, r, tel, err)
 			return
 		}
-		n, err := products.ImportProducts(r.Context(), rows)
+		format, err := importFormat(r)
 		if err != nil {
 			writeError(w, r, tel, err)
 			return
+		}
+		mode := "abort"
+		if skip {
+			mode = "skip"
+		}
+		span, ctx := tracer.StartSpanFromContext(r.Context(), SpanImport,
+			tracer.ResourceName("import "+format), tracer.Tag("import.format", format), tracer.Tag("import.mode", mode))
+		log := telemetry.Logger(ctx, tel.Log)
+		body := &countingReader{r: http.MaxBytesReader(w, r.Body, cfg.MaxImportBytes)}
+		src := &importSource{
+			rows:    newRowReader(format, body),
+			check:   shop.NewRowChecker(shop.ProductRules{}),
+			skip:    skip,
+			maxRows: cfg.MaxImportRows,
+			every:   cfg.ImportProgressRows,
+		}
+		src.progress = func(read, rejected int) {
+			elapsed := time.Since(start)
+			log.Info("import progress", zap.String("format", format), zap.Int("rows", read), zap.Int("rejected", rejected),
+				zap.Int64("bytes", body.n), zap.Int64("elapsed_ms", elapsed.Milliseconds()),
+				zap.Int64("rows_per_sec", int64(float64(read)/max(elapsed.Seconds(), 1e-3))))
+		}
+
+		res, err := products.ImportProducts(ctx, src)
+		if errors.Is(err, errRowsInvalid) {
+			src.drain()
+			err = src.invalidError(ctx)
 		}
 		d := time.Since(start)
-		writeJSON(w, http.StatusCreated, map[string]any{
-			"message":  fmt.Sprintf("Successfully imported %d products", n),
+
+		outcome := importOutcome(ctx, err)
+		tags := []string{"format:" + format, "outcome:" + outcome}
+		_ = tel.Metrics.Distribution(telemetry.MetricImportDuration, float64(d.Microseconds())/1000, tags, 1)
+		_ = tel.Metrics.Distribution(telemetry.MetricImportBytes, float64(body.n), tags, 1)
+		if err == nil && res.Count() > 0 {
+			_ = tel.Metrics.Count(telemetry.MetricImportRows, int64(res.Count()), []string{"format:" + format, "result:imported"}, 1)
+		}
+		if n := src.check.Rejected(); n > 0 {
+			_ = tel.Metrics.Count(telemetry.MetricImportRows, int64(n), []string{"format:" + format, "result:rejected"}, 1)
+		}
+		span.SetTag("import.rows", src.read)
+		span.SetTag("import.rows.created", res.Created)
+		span.SetTag("import.rows.updated", res.Updated)
+		span.SetTag("import.rows.rejected", src.check.Rejected())
+		span.SetTag("import.bytes", body.n)
+		span.SetTag("import.outcome", outcome)
+		if outcome == "error" {
+			span.Finish(tracer.WithError(err))
+		} else {
+			span.Finish()
+		}
+		log.Info("import finished", zap.String("format", format), zap.String("mode", mode), zap.String("outcome", outcome),
+			zap.Int("rows", src.read), zap.Int("created", res.Created), zap.Int("updated", res.Updated),
+			zap.Int("rejected", src.check.Rejected()), zap.Int64("bytes", body.n), zap.Int64("duration_ms", d.Milliseconds()))
+
+		if err != nil {
+			writeError(w, r, tel, err)
+			return
+		}
+		answer := map[string]any{
+			"message":  fmt.Sprintf("Successfully imported %d products", res.Count()),
 			"duration": fmt.Sprintf("%dms", d.Milliseconds()),
-			"count":    n,
-		})
+			"count":    res.Count(),
+		}
+		if res.Updated > 0 {
+			answer["created"], answer["updated"] = res.Created, res.Updated
+		}
+		if skip {
+			skipped := src.check.Problems()
+			if skipped == nil {
+				skipped = []shop.RowError{}
+			}
+			answer["skipped"], answer["skippedRows"] = src.check.Rejected(), skipped
+		}
+		writeJSON(w, http.StatusCreated, answer)
 	})
+}
+
+// importOnError reads ?onError=abort|skip; it reports whether to skip.
+func importOnError(r *http.Request) (bool, error) {
+	switch v := r.URL.Query().Get("onError"); v {
+	case "", "abort":
+		return false, nil
+	case "skip":
+		return true, nil
+	}
+	return false, shop.Invalid(shop.FieldError{Field: "onError", Code: "invalid", Message: `onError must be "abort" or "skip"`})
+}
+
+// importOutcome is the outcome tag of an import: ok, invalid (bad rows or
+// body), too_large, canceled (the client left) or error.
+func importOutcome(ctx context.Context, err error) string {
+	if err != nil && ctx.Err() != nil {
+		return "canceled"
+	}
+	switch shop.ErrorCode(err) {
+	case "":
+		return "ok"
+	case shop.EINVALID:
+		return "invalid"
+	case shop.ETOOLARGE:
+		return "too_large"
+	}
+	return "error"
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// importSource is the shop.ProductSource of one import: it decodes a row,
+// checks it, and hands it over, only when the store asks for the next one.
+// The store pulls it from its COPY goroutine; the handler reads its counts
+// after the store returned.
+type importSource struct {
+	rows     rowReader
+	check    *shop.RowChecker
+	skip     bool
+	maxRows  int
+	every    int                      // progress every so many rows; 0 never
+	progress func(read, rejected int) // called every `every` rows
+
+	read  int // rows read, good and bad
+	cur   shop.NewProduct
+	err   error // what stopped Next: errRowsInvalid or fatal
+	fatal error // why the body cannot be read further
+}
+
+type rowStatus int
+
+const (
+	rowGood rowStatus = iota
+	rowBad
+	rowEnd
+	rowFatal
+)
+
+// next reads and checks one row.
+func (s *importSource) next() (shop.NewProduct, rowStatus) {
+	var in shop.ProductInput
+	err := s.rows.next(&in)
+	if errors.Is(err, io.EOF) {
+		return shop.NewProduct{}, rowEnd
+	}
+	var bad *rowError
+	if err != nil && !errors.As(err, &bad) {
+		s.fatal = bodyError(err)
+		return shop.NewProduct{}, rowFatal
+	}
+	if s.read >= s.maxRows {
+		s.fatal = shop.Errorf(shop.ETOOLARGE, "The import holds more than %d rows, the limit of one request; split it.", s.maxRows)
+		return shop.NewProduct{}, rowFatal
+	}
+	i := s.read
+	s.read++
+	defer func() {
+		if s.every > 0 && s.read%s.every == 0 && s.progress != nil {
+			s.progress(s.read, s.check.Rejected())
+		}
+	}()
+	if bad != nil {
+		s.check.Reject(i, s.rows.where(), bad.fields...)
+		return shop.NewProduct{}, rowBad
+	}
+	p, ok := s.check.Check(i, s.rows.where(), in)
+	if !ok {
+		return shop.NewProduct{}, rowBad
+	}
+	return p, rowGood
+}
+
+// Next implements shop.ProductSource.
+func (s *importSource) Next() bool {
+	if s.err != nil {
+		return false
+	}
+	for {
+		p, st := s.next()
+		switch st {
+		case rowGood:
+			s.cur = p
+			return true
+		case rowBad:
+			if s.skip {
+				continue
+			}
+			s.err = errRowsInvalid
+		case rowFatal:
+			s.err = s.fatal
+		}
+		return false
+	}
+}
+
+// Product implements shop.ProductSource.
+func (s *importSource) Product() shop.NewProduct { return s.cur }
+
+// Err implements shop.ProductSource.
+func (s *importSource) Err() error { return s.err }
+
+// drain reads and checks the rest of the body after an all-or-nothing
+// import stopped at a bad row, to list and count the other bad rows. It
+// stops at the end of the body or where it cannot be read further.
+func (s *importSource) drain() {
+	for {
+		if _, st := s.next(); st == rowEnd || st == rowFatal {
+			return
+		}
+	}
+}
+
+// invalidError is the answer to an all-or-nothing import with bad rows.
+func (s *importSource) invalidError(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	problems := s.check.Problems()
+	msg := fmt.Sprintf("%d of %d rows are invalid; nothing was imported. First: %s", s.check.Rejected(), s.read, problems[0].Message)
+	if s.fatal != nil {
+		msg += fmt.Sprintf(" Reading stopped after row %d: %s", s.read-1, shop.AsError(s.fatal).Message)
+	}
+	// The rows' problems are the problem document's "errors", each with
+	// the index of its row.
+	return &shop.Error{Code: shop.EINVALID, Message: msg, Extensions: map[string]any{
+		"errors": problems, "invalidRows": s.check.Rejected(), "rows": s.read,
+	}}
+}
+
+// bodyError maps a failure to read the import body to a client error;
+// shop errors pass through.
+func bodyError(err error) error {
+	var tooBig *http.MaxBytesError
+	var se *shop.Error
+	switch {
+	case errors.As(err, &se):
+		return se
+	case errors.As(err, &tooBig):
+		return shop.Errorf(shop.ETOOLARGE, "The import body exceeds the limit of %d bytes; split it.", tooBig.Limit)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return &shop.Error{Code: shop.EINVALID, Message: "The request body could not be read to its end.", Err: err}
 }

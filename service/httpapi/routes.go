@@ -19,7 +19,9 @@ func addRoutes(r *mux.Router, d Deps) {
 	r.Handle("/orders/checkout", handleCheckout(tel, d.Orders, cfg.MaxBodyBytes)).Methods("POST")
 	r.Handle("/orders/{userId}", handleOrdersByUser(tel, d.Orders, cfg.DefaultOrderLimit, cfg.MaxOrderLimit)).Methods("GET")
 
-	r.Handle("/admin/products/import", handleImport(tel, d.Products, cfg.MaxImportBytes)).Methods("POST")
+	// Every /admin/* route requires the admin token when one is set
+	// (requireAdmin, installed on the router in NewServer).
+	r.Handle("/admin/products/import", handleImport(tel, d.Products, cfg)).Methods("POST")
 	r.Handle("/admin/inventory/low", handleLowInventory(tel, d.Products)).Methods("GET")
 
 	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports)).Methods("GET")

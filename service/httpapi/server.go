@@ -19,6 +19,14 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxImportBytes bounds POST /admin/products/import bodies (default 50 MiB, the original's limit).
 	MaxImportBytes int64
+	// MaxImportRows bounds the rows of one import (default 100,000).
+	MaxImportRows int
+	// ImportProgressRows is how often, in rows, an import logs its
+	// progress (default 10,000).
+	ImportProgressRows int
+	// AdminToken, when set, is the bearer token that every /admin/* route
+	// requires; empty leaves them open.
+	AdminToken string
 	// DefaultOrderLimit is the page size of GET /orders/{userId} without ?limit= (default 500).
 	DefaultOrderLimit int
 	// MaxOrderLimit bounds ?limit= of GET /orders/{userId} (default 1000).
@@ -33,6 +41,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxImportBytes <= 0 {
 		c.MaxImportBytes = 50 << 20
+	}
+	if c.MaxImportRows <= 0 {
+		c.MaxImportRows = 100_000
+	}
+	if c.ImportProgressRows <= 0 {
+		c.ImportProgressRows = 10_000
 	}
 	if c.DefaultOrderLimit <= 0 {
 		c.DefaultOrderLimit = 500
@@ -58,7 +72,8 @@ type Deps struct {
 }
 
 // NewServer builds the HTTP handler: a traced gorilla/mux router with every
-// route of routes.go, wrapped in request-id and recovery middleware.
+// route of routes.go, wrapped in request-id, recovery and admin-auth
+// middleware.
 func NewServer(d Deps) http.Handler {
 	d.Config = d.Config.withDefaults()
 	tel := d.Telemetry
@@ -69,6 +84,7 @@ func NewServer(d Deps) http.Handler {
 	// the 500 that recoverer answers.
 	telemetry.InstrumentRouter(tel, r.Router)
 	r.Use(recoverer(tel))
+	r.Use(requireAdmin(tel, d.Config.AdminToken))
 	addRoutes(r.Router, d)
 	return requestID(r)
 }

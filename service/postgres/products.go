@@ -5,17 +5,18 @@ import (
 	"errors"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shoplab/shoplab/service/shop"
 )
 
 // productCols is the select list that scanProduct reads.
-const productCols = `p.id::text, p.name, p.description, (p.price * 100)::bigint, p.inventory, p.created_at`
+const productCols = `p.id::text, p.name, p.description, (p.price * 100)::bigint, p.inventory, p.sku, p.created_at`
 
 // scanProduct reads productCols into p, then any extra columns into extra.
 func scanProduct(row pgx.Row, p *shop.Product, extra ...any) error {
 	var cents int64
-	dest := append([]any{&p.ID, &p.Name, &p.Description, &cents, &p.Inventory, &p.CreatedAt}, extra...)
+	dest := append([]any{&p.ID, &p.Name, &p.Description, &cents, &p.Inventory, &p.SKU, &p.CreatedAt}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return err
 	}
@@ -91,39 +92,25 @@ func (db *DB) Product(ctx context.Context, id string) (shop.Product, error) {
 }
 
 const insertProductSQL = `-- name: products.insert
-INSERT INTO products AS p (name, description, price, inventory)
-VALUES ($1, $2, $3::bigint / 100.0, $4)
+INSERT INTO products AS p (name, description, price, inventory, sku)
+VALUES ($1, $2, $3::bigint / 100.0, $4, $5)
 RETURNING ` + productCols
 
-// CreateProduct stores a validated product. Errors: EINVALID, EUNAVAILABLE,
-// EINTERNAL.
+// CreateProduct stores a validated product. Errors: EINVALID, ECONFLICT
+// (another product has its SKU), EUNAVAILABLE, EINTERNAL.
 func (db *DB) CreateProduct(ctx context.Context, np shop.NewProduct) (shop.Product, error) {
 	var p shop.Product
-	err := scanProduct(db.Pool.QueryRow(ctx, insertProductSQL, np.Name, np.Description, int64(np.Price), np.Inventory), &p)
+	err := scanProduct(db.Pool.QueryRow(ctx, insertProductSQL, np.Name, np.Description, int64(np.Price), np.Inventory, np.SKU), &p)
 	if err != nil {
-		return p, wrapErr(err)
+		e := wrapErr(err)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.ConstraintName == skuIndex {
+			e.Message = "Another product already has this sku."
+			e.Fields = []shop.FieldError{{Field: "sku", Code: "taken", Message: "sku is already used by another product"}}
+		}
+		return p, e
 	}
 	return p, nil
-}
-
-// ImportProducts stores all products with COPY in one transaction, or
-// none. Errors: EINVALID, EUNAVAILABLE, EINTERNAL.
-func (db *DB) ImportProducts(ctx context.Context, ps []shop.NewProduct) (int, error) {
-	var n int64
-	err := inTx(ctx, db.Pool, nil, func(tx pgx.Tx) error {
-		var err error
-		n, err = tx.CopyFrom(ctx, pgx.Identifier{"products"},
-			[]string{"name", "description", "price", "inventory"},
-			pgx.CopyFromSlice(len(ps), func(i int) ([]any, error) {
-				p := ps[i]
-				return []any{p.Name, p.Description, p.Price.String(), p.Inventory}, nil
-			}))
-		return err
-	})
-	if err != nil {
-		return 0, wrapErr(err)
-	}
-	return int(n), nil
 }
 
 const lowInventorySQL = `-- name: products.low_inventory

@@ -10,13 +10,16 @@ import (
 	"time"
 )
 
-// Product is an item for sale.
+// Product is an item for sale. SKU, the optional stock-keeping unit, is
+// unique when set; JSON carries it only when set, so products without one
+// keep the original shape.
 type Product struct {
 	ID          string    `json:"id"`
 	Name        string    `json:"name"`
 	Description *string   `json:"description"`
 	Price       Money     `json:"price"`
 	Inventory   int       `json:"inventory"`
+	SKU         *string   `json:"sku,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
 }
 
@@ -151,9 +154,14 @@ type ProductStore interface {
 	// CreateProduct stores a validated product. Errors: EINVALID,
 	// EUNAVAILABLE, EINTERNAL.
 	CreateProduct(ctx context.Context, p NewProduct) (Product, error)
-	// ImportProducts stores all products in one transaction, or none.
-	// Errors: EINVALID, EUNAVAILABLE, EINTERNAL.
-	ImportProducts(ctx context.Context, ps []NewProduct) (int, error)
+	// ImportProducts streams the rows of src into the catalogue in one
+	// transaction: all of them, or none when src or the database fails.
+	// A row with a SKU updates the product that already has it. It pulls
+	// rows as it writes them and never holds them all. When src fails
+	// (src.Err() != nil) it returns src's error, unchanged. Errors:
+	// EINVALID, ECONFLICT (a concurrent import of the same SKUs; retry),
+	// EUNAVAILABLE, EINTERNAL, or src's error.
+	ImportProducts(ctx context.Context, src ProductSource) (ImportResult, error)
 	// LowInventory lists products with inventory <= threshold, lowest
 	// first. Errors: EUNAVAILABLE, EINTERNAL.
 	LowInventory(ctx context.Context, threshold int) ([]Product, error)

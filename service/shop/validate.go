@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -12,6 +13,7 @@ const (
 	MaxNameLen        = 200
 	MaxDescriptionLen = 5000
 	MaxInventory      = 1_000_000_000
+	MaxSKULen         = 64
 )
 
 // ProductInput is a product as a client sends it (POST /products, import
@@ -21,6 +23,7 @@ type ProductInput struct {
 	Description *string `json:"description"`
 	Price       *Amount `json:"price"`
 	Inventory   *int64  `json:"inventory"`
+	SKU         *string `json:"sku"`
 }
 
 // NewProduct is a validated product, ready to store.
@@ -29,6 +32,7 @@ type NewProduct struct {
 	Description *string
 	Price       Money
 	Inventory   int
+	SKU         *string // nil when the product has none
 }
 
 // ProductRules are the validation rules of one API version.
@@ -98,11 +102,29 @@ func (r ProductRules) Validate(in ProductInput) (NewProduct, error) {
 		out.Inventory = int(*in.Inventory)
 	}
 
+	if in.SKU != nil {
+		sku := strings.TrimSpace(*in.SKU)
+		switch {
+		case !utf8.ValidString(sku) || strings.IndexFunc(sku, notSKURune) >= 0:
+			add("sku", "invalid", "must be printable text without spaces")
+		case sku == "":
+			add("sku", "blank", "must not be blank (omit it instead)")
+		case utf8.RuneCountInString(sku) > MaxSKULen:
+			add("sku", "too_long", "must be at most %d characters", MaxSKULen)
+		default:
+			out.SKU = &sku
+		}
+	}
+
 	if len(errs) > 0 {
 		return NewProduct{}, Invalid(errs...)
 	}
 	return out, nil
 }
+
+// notSKURune reports the runes a SKU may not hold: spaces and control
+// characters.
+func notSKURune(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }
 
 // Checkout limits.
 const (

@@ -90,6 +90,18 @@ const (
 	// MetricIdempotencyKeysExpired counts idempotency keys deleted after
 	// expiry.
 	MetricIdempotencyKeysExpired = "checkout.idempotency_keys.expired"
+	// MetricImportRows counts the rows of bulk imports (POST
+	// /admin/products/import) by what became of them: imported (created or
+	// updated by SKU, in committed imports only) or rejected (invalid).
+	// Tags: format, result.
+	MetricImportRows = "import.rows"
+	// MetricImportDuration is the distribution of bulk import durations in
+	// milliseconds, from the first byte read to the answer. Tags: format,
+	// outcome.
+	MetricImportDuration = "import.duration"
+	// MetricImportBytes is the distribution of the body bytes read by each
+	// bulk import. Tags: format, outcome.
+	MetricImportBytes = "import.bytes"
 
 	// MetricLogDropped counts log lines dropped by log sampling. Tag: level.
 	MetricLogDropped = "log.dropped"

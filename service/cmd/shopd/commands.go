@@ -35,6 +35,9 @@ func openPool(ctx context.Context, cfg config, tel *telemetry.Telemetry) (*pgxpo
 }
 
 func serve(ctx context.Context, cfg config, getenv func(string) string, stdout io.Writer) error {
+	if cfg.AdminToken == "" && cfg.production() {
+		return errors.New("ADMIN_TOKEN is not set: refusing to serve the admin endpoints unauthenticated with APP_ENV=production")
+	}
 	tcfg, err := telemetry.ConfigFromEnv(getenv)
 	if err != nil {
 		return err
@@ -45,6 +48,10 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	}
 	defer tel.Close()
 	log := tel.Log
+	if cfg.AdminToken == "" {
+		log.Warn("ADMIN_TOKEN is not set: /admin/* endpoints (bulk import, inventory) are open to anyone; set it outside development",
+			zap.String("app_env", cfg.AppEnv))
+	}
 
 	pool, err := openPool(ctx, cfg, tel)
 	if err != nil {
@@ -62,7 +69,13 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	go expireIdempotencyKeys(bg, tel, db, cfg.IdempotencyCleanup)
 
 	handler := httpapi.NewServer(httpapi.Deps{
-		Config:    httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, MaxImportBytes: cfg.MaxImportBytes},
+		Config: httpapi.Config{
+			MaxBodyBytes:       cfg.MaxBodyBytes,
+			MaxImportBytes:     cfg.MaxImportBytes,
+			MaxImportRows:      int(cfg.MaxImportRows),
+			ImportProgressRows: int(cfg.ImportProgressRows),
+			AdminToken:         cfg.AdminToken,
+		},
 		Telemetry: tel,
 		Products:  db,
 		Orders:    db,

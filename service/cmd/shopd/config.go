@@ -23,9 +23,17 @@ type config struct {
 	IdempotencyKeyTTL  time.Duration // IDEMPOTENCY_KEY_TTL: how long a checkout's key is honoured (default 24h)
 	IdempotencyCleanup time.Duration // IDEMPOTENCY_CLEANUP_INTERVAL: how often expired keys are deleted (default 10m)
 
-	MaxBodyBytes   int64 // MAX_BODY_BYTES (default 1 MiB)
-	MaxImportBytes int64 // MAX_IMPORT_BYTES (default 50 MiB)
+	MaxBodyBytes       int64 // MAX_BODY_BYTES (default 1 MiB)
+	MaxImportBytes     int64 // MAX_IMPORT_BYTES (default 50 MiB)
+	MaxImportRows      int64 // MAX_IMPORT_ROWS (default 100,000)
+	ImportProgressRows int64 // IMPORT_PROGRESS_ROWS: an import logs its progress every so many rows (default 10,000)
+
+	AdminToken string // ADMIN_TOKEN: bearer token of /admin/*; empty leaves them open (refused when AppEnv is production)
+	AppEnv     string // APP_ENV (default development); "production" makes ADMIN_TOKEN mandatory
 }
+
+// production reports whether APP_ENV says the service runs in production.
+func (c config) production() bool { return c.AppEnv == "production" }
 
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
@@ -39,6 +47,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		IdempotencyCleanup:       10 * time.Minute,
 		MaxBodyBytes:             1 << 20,
 		MaxImportBytes:           50 << 20,
+		MaxImportRows:            100_000,
+		ImportProgressRows:       10_000,
+		AppEnv:                   "development",
 	}
 	port := getenv("PORT")
 	if port == "" {
@@ -51,6 +62,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.DatabaseURL = getenv("DATABASE_URL")
 	if v := getenv("PGAPPNAME"); v != "" {
 		c.AppName = v
+	}
+	c.AdminToken = getenv("ADMIN_TOKEN")
+	if v := getenv("APP_ENV"); v != "" {
+		c.AppEnv = v
 	}
 	var errs []error
 	intVar := func(name string, dst *int64) {
@@ -90,6 +105,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	intVar("MAX_BODY_BYTES", &c.MaxBodyBytes)
 	intVar("MAX_IMPORT_BYTES", &c.MaxImportBytes)
+	intVar("MAX_IMPORT_ROWS", &c.MaxImportRows)
+	intVar("IMPORT_PROGRESS_ROWS", &c.ImportProgressRows)
 	if len(errs) > 0 {
 		return c, fmt.Errorf("configuration: %v", errs)
 	}

@@ -84,19 +84,26 @@ func TestRunEndToEnd(t *testing.T) {
 	go func() { done <- run(sctx, []string{"shopd", "serve"}, getenv, logs, io.Discard) }()
 
 	var addr string
+	warned := false
 	timeout := time.After(20 * time.Second)
 	for addr == "" {
 		select {
 		case line := <-logs.lines:
-			var l struct{ Msg, Addr string }
+			var l struct{ Msg, Addr, Level string }
 			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" {
 				addr = l.Addr
+			}
+			if strings.HasPrefix(l.Msg, "ADMIN_TOKEN is not set") && l.Level == "warn" {
+				warned = true
 			}
 		case err := <-done:
 			t.Fatalf("serve exited early: %v", err)
 		case <-timeout:
 			t.Fatal("serve never logged its address")
 		}
+	}
+	if !warned {
+		t.Error("serve did not warn that ADMIN_TOKEN is unset")
 	}
 	base := "http://" + addr
 	for i := 0; ; i++ {
@@ -170,14 +177,16 @@ func TestRunEndToEnd(t *testing.T) {
 func TestConfig(t *testing.T) {
 	t.Parallel()
 	for _, env := range []map[string]string{{"PORT": "x"}, {"DB_MAX_CONNS": "-1"}, {"CHECKOUT_LOCK_TIMEOUT": "soon"},
-		{"CHECKOUT_ACQUIRE_TIMEOUT": "-1s"}, {"IDEMPOTENCY_KEY_TTL": "0s"}, {"IDEMPOTENCY_CLEANUP_INTERVAL": "daily"}} {
+		{"CHECKOUT_ACQUIRE_TIMEOUT": "-1s"}, {"IDEMPOTENCY_KEY_TTL": "0s"}, {"IDEMPOTENCY_CLEANUP_INTERVAL": "daily"},
+		{"MAX_IMPORT_ROWS": "0"}, {"MAX_IMPORT_BYTES": "lots"}, {"IMPORT_PROGRESS_ROWS": "-5"}} {
 		if _, err := loadConfig(func(k string) string { return env[k] }); err == nil {
 			t.Errorf("%v accepted", env)
 		}
 	}
 	c, err := loadConfig(func(string) string { return "" })
 	if err != nil || c.Addr != ":3000" || c.CheckoutAcquireTimeout != time.Second || c.CheckoutLockTimeout != 2*time.Second ||
-		c.CheckoutStatementTimeout != 5*time.Second || c.IdempotencyKeyTTL != 24*time.Hour {
+		c.CheckoutStatementTimeout != 5*time.Second || c.IdempotencyKeyTTL != 24*time.Hour ||
+		c.MaxImportRows < 100_000 || c.AdminToken != "" || c.production() {
 		t.Errorf("defaults: %+v %v", c, err)
 	}
 	env := map[string]string{"CHECKOUT_ACQUIRE_TIMEOUT": "250ms", "CHECKOUT_LOCK_TIMEOUT": "500ms", "CHECKOUT_STATEMENT_TIMEOUT": "3s",
@@ -186,5 +195,19 @@ func TestConfig(t *testing.T) {
 	if err != nil || c.CheckoutAcquireTimeout != 250*time.Millisecond || c.CheckoutLockTimeout != 500*time.Millisecond ||
 		c.CheckoutStatementTimeout != 3*time.Second || c.IdempotencyKeyTTL != time.Hour || c.IdempotencyCleanup != 30*time.Second {
 		t.Errorf("from env: %+v %v", c, err)
+	}
+}
+
+// TestServeRefusesOpenAdminInProduction: with APP_ENV=production and no
+// ADMIN_TOKEN, serve exits with an error before listening.
+func TestServeRefusesOpenAdminInProduction(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"APP_ENV": "production", "PORT": "0", "HOST": "127.0.0.1",
+		"DATABASE_URL": "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1", "DD_TRACE_ENABLED": "false"}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"shopd", "serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "ADMIN_TOKEN") {
+		t.Errorf("serve = %v, want a refusal naming ADMIN_TOKEN", err)
 	}
 }
