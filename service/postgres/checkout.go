@@ -126,7 +126,13 @@ func checkout(ctx context.Context, tx pgx.Tx, req shop.CheckoutRequest) (shop.Or
 		it.Product.Inventory -= it.Quantity
 		i++
 	}
-	return order, rows.Err()
+	if err := rows.Err(); err != nil {
+		return shop.Order{}, err
+	}
+	if err := enqueueOrderConfirmation(ctx, tx, order); err != nil {
+		return shop.Order{}, err
+	}
+	return order, nil
 }
 
 // lockProducts locks the lines' products and returns them in line order,
