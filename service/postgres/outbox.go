@@ -347,7 +347,15 @@ func (r *Relay) RunBatch(ctx context.Context) (BatchStats, error) {
 	var st BatchStats
 	span, ctx := tracer.StartSpanFromContext(ctx, SpanOutboxBatch, tracer.ResourceName("order_confirmation"),
 		tracer.SpanType(ext.SpanTypeMessageConsumer), tracer.Tag("outbox.relay", r.cfg.Name))
-	defer func() { span.SetTag("outbox.claimed", st.Claimed); span.Finish() }()
+	defer func() {
+		span.SetTag("outbox.claimed", st.Claimed)
+		if st.Claimed == 0 {
+			// An empty poll (every Interval, per relay) is not worth a trace;
+			// this drops its claim statement's span too.
+			span.SetTag(ext.ManualDrop, true)
+		}
+		span.Finish()
+	}()
 
 	claimedAt := time.Now()
 	events, err := r.claim(ctx)
@@ -631,13 +639,24 @@ func (db *DB) OutboxStatus(ctx context.Context) (OutboxStatus, error) {
 // parked) and returns the status they came from. Errors: EUNAVAILABLE,
 // EINTERNAL.
 func (r *Relay) ReportStats(ctx context.Context) (OutboxStatus, error) {
-	s, err := r.db.OutboxStatus(ctx)
+	return r.db.ReportOutboxStats(ctx, r.tel)
+}
+
+// ReportOutboxStats sends the outbox gauges to tel and returns the status
+// they came from. A service that runs no relay still calls it, so that mails
+// owed and not sent show (and alert). Errors: EUNAVAILABLE, EINTERNAL.
+func (db *DB) ReportOutboxStats(ctx context.Context, tel *telemetry.Telemetry) (OutboxStatus, error) {
+	// A trace every 10 s per process would cost more than it tells: the
+	// gauges are the signal.
+	ctx, finish := droppedRoot(ctx, "outbox.stats")
+	defer finish()
+	s, err := db.OutboxStatus(ctx)
 	if err != nil {
 		return s, err
 	}
-	_ = r.tel.Metrics.Gauge(telemetry.MetricOutboxPending, float64(s.Pending), nil, 1)
-	_ = r.tel.Metrics.Gauge(telemetry.MetricOutboxOldestPendingAge, s.OldestPending.Seconds(), nil, 1)
-	_ = r.tel.Metrics.Gauge(telemetry.MetricOutboxParked, float64(s.Dead), nil, 1)
+	_ = tel.Metrics.Gauge(telemetry.MetricOutboxPending, float64(s.Pending), nil, 1)
+	_ = tel.Metrics.Gauge(telemetry.MetricOutboxOldestPendingAge, s.OldestPending.Seconds(), nil, 1)
+	_ = tel.Metrics.Gauge(telemetry.MetricOutboxParked, float64(s.Dead), nil, 1)
 	return s, nil
 }
 
@@ -675,9 +694,22 @@ func (db *DB) PurgeSentOutbox(ctx context.Context, olderThan time.Duration) (int
 	if olderThan <= 0 {
 		return 0, shop.Errorf(shop.EINVALID, "the retention must be positive")
 	}
+	ctx, finish := droppedRoot(ctx, "outbox.purge")
+	defer finish()
 	tag, err := db.Pool.Exec(ctx, purgeSentSQL, olderThan.Milliseconds())
 	if err != nil {
 		return 0, wrapErr(err)
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// droppedRoot starts, when ctx carries no span, a root span that the tracer
+// drops with its children (the statements' spans), for background work
+// whose metrics say enough. Inside a trace it does nothing.
+func droppedRoot(ctx context.Context, op string) (context.Context, func()) {
+	if span, ok := tracer.SpanFromContext(ctx); ok && span != nil {
+		return ctx, func() {}
+	}
+	span, ctx := tracer.StartSpanFromContext(ctx, op, tracer.Tag(ext.ManualDrop, true))
+	return ctx, func() { span.Finish() }
 }

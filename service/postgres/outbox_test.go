@@ -131,7 +131,9 @@ func (e *outboxEnv) checkout(t *testing.T, ctx context.Context, b buyer, lines .
 	return o
 }
 
-func line(product string, qty int) shop.CartLine { return shop.CartLine{ProductID: product, Quantity: qty} }
+func line(product string, qty int) shop.CartLine {
+	return shop.CartLine{ProductID: product, Quantity: qty}
+}
 
 func (e *outboxEnv) count(t *testing.T, query string, args ...any) int {
 	t.Helper()
@@ -479,7 +481,9 @@ func TestOutbox(t *testing.T) {
 		ctx := context.Background()
 		o := e.checkout(t, ctx, e.buyers[0], line(e.fan, 1))
 		e.smtp.RejectRcpt(smtptest.Reply(451, "mailbox busy"))
-		r := e.relay(t, "r", func(c *postgres.RelayConfig) { c.MaxAttempts, c.BackoffBase, c.BackoffMax = 3, time.Millisecond, 5*time.Millisecond })
+		r := e.relay(t, "r", func(c *postgres.RelayConfig) {
+			c.MaxAttempts, c.BackoffBase, c.BackoffMax = 3, time.Millisecond, 5*time.Millisecond
+		})
 		var total postgres.BatchStats
 		waitUntil(t, 10*time.Second, "the event never went dead", func() bool {
 			st, err := r.Drain(ctx)
