@@ -383,7 +383,9 @@ func TestOutbox(t *testing.T) {
 		}
 
 		e.smtp.Start()
+		back := time.Now()
 		e.smtp.WaitFor(t, n, 60*time.Second)
+		t.Logf("all %d mails delivered %v after the server came back (backoff max 100ms)", n, time.Since(back).Round(time.Millisecond))
 		waitUntil(t, 20*time.Second, "not every event marked sent", func() bool {
 			return e.count(t, `SELECT count(*) FROM outbox WHERE status = 'sent'`) == n
 		})
@@ -433,9 +435,11 @@ func TestOutbox(t *testing.T) {
 		}
 		// Both relays did part of the work, and no claim was ever lost.
 		for _, r := range []string{"relay-a", "relay-b"} {
-			if c := e.count(t, `SELECT count(*) FROM outbox WHERE claimed_by = $1`, r); c == 0 {
+			c := e.count(t, `SELECT count(*) FROM outbox WHERE claimed_by = $1`, r)
+			if c == 0 {
 				t.Errorf("%s sent nothing: the test did not exercise concurrency", r)
 			}
+			t.Logf("%s sent %d of %d", r, c, n)
 		}
 		sumReaches(t, e.stats, equals(n), telemetry.MetricOutboxSent)
 		if lost := e.stats.Sum(telemetry.MetricOutboxLeaseLost); lost != 0 {
