@@ -7,6 +7,10 @@
 #      started with pg_ctlcluster when it is installed but down.
 # Then `shopd setup` creates the database if missing, migrates it and seeds
 # it when empty, and `shopd serve` takes over.
+# Mail: when SMTP_ADDR is unset, Mailpit (a mail catcher with a web UI) is
+# built from the Go module proxy (once, into bin/), started on 127.0.0.1
+# (SMTP 1025, UI 8025, or the next free ports) and stopped when serve exits,
+# so the order confirmations can be watched at http://localhost:8025.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/shopd}
@@ -32,5 +36,42 @@ else
 fi
 
 "$BIN" setup
+
+MAILPIT_VERSION=v1.33.1
+MAILPIT_PID=""
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { # the first port from $1 on which nothing listens
+  local p=$1
+  while listening "$p"; do p=$((p + 1)); done
+  echo "$p"
+}
+if [[ -z "${SMTP_ADDR:-}" ]]; then
+  MAILPIT="bin/mailpit-$MAILPIT_VERSION/mailpit"
+  if [[ ! -x "$MAILPIT" ]]; then
+    echo "run: building Mailpit $MAILPIT_VERSION from the Go module proxy (once; about a minute)"
+    GOBIN="$PWD/bin/mailpit-$MAILPIT_VERSION" "${GO:-go}" install "github.com/axllent/mailpit@$MAILPIT_VERSION"
+  fi
+  SMTP_PORT=$(free_port "${MAILPIT_SMTP_PORT:-1025}")
+  UI_PORT=$(free_port "${MAILPIT_UI_PORT:-8025}")
+  "$MAILPIT" --smtp "127.0.0.1:$SMTP_PORT" --listen "127.0.0.1:$UI_PORT" \
+    --disable-version-check --quiet &
+  MAILPIT_PID=$!
+  trap 'kill "$MAILPIT_PID" 2>/dev/null; wait "$MAILPIT_PID" 2>/dev/null' EXIT
+  for _ in $(seq 50); do listening "$SMTP_PORT" && break; sleep 0.1; done
+  listening "$SMTP_PORT" || { echo "run: Mailpit did not start" >&2; exit 1; }
+  export SMTP_ADDR="127.0.0.1:$SMTP_PORT"
+  echo "run: Mailpit catches the order confirmations (SMTP $SMTP_ADDR); watch them arrive at http://localhost:$UI_PORT"
+fi
+
 echo "run: serving on http://localhost:${PORT:-3000} (Ctrl-C stops)"
-exec "$BIN" serve
+# serve runs as a child, not exec'd, so that Mailpit is stopped when it
+# exits; Ctrl-C and SIGTERM reach it as SIGTERM and it shuts down gracefully.
+"$BIN" serve &
+SHOPD_PID=$!
+trap 'kill -TERM "$SHOPD_PID" 2>/dev/null' INT TERM
+while :; do
+  status=0
+  wait "$SHOPD_PID" || status=$?
+  kill -0 "$SHOPD_PID" 2>/dev/null || break # else a trapped signal ended wait early
+done
+exit "$status"

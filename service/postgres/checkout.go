@@ -410,8 +410,9 @@ func (c *checkoutTx) buildOrder(l lockResult) (shop.Order, error) {
 	return o, nil
 }
 
-// place decrements stock, inserts the order, stores the response under
-// the idempotency key and commits (round trip 2).
+// place decrements stock, inserts the order, owes its confirmation mail
+// (the outbox event), stores the response under the idempotency key and
+// commits (round trip 2).
 func (c *checkoutTx) place(ctx context.Context, o shop.Order) (err error) {
 	ctx, done := step(ctx, "checkout.place")
 	defer func() { done(err) }()
@@ -431,6 +432,7 @@ func (c *checkoutTx) place(ctx context.Context, o shop.Order) (err error) {
 	return c.tx.send(ctx, commitSQL, func(b *pgx.Batch) {
 		b.Queue(reserveStockSQL, ids, qtys)
 		b.Queue(insertOrderSQL, o.ID, o.UserID, int64(o.Total), o.CreatedAt, itemIDs, ids, qtys, cents)
+		queueOrderConfirmation(ctx, b, o)
 		if key != "" {
 			b.Queue(saveKeySQL, key, o.ID, response)
 		}
@@ -444,6 +446,9 @@ func (c *checkoutTx) place(ctx context.Context, o shop.Order) (err error) {
 			return err
 		}
 		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if _, err := br.Exec(); err != nil { // the confirmation mail, owed
 			return err
 		}
 		if key != "" {

@@ -105,4 +105,28 @@ const (
 
 	// MetricLogDropped counts log lines dropped by log sampling. Tag: level.
 	MetricLogDropped = "log.dropped"
+
+	// MetricOutboxPending is the gauge of outbox events not yet sent: order
+	// confirmations owed, due now or waiting for a retry.
+	MetricOutboxPending = "outbox.pending"
+	// MetricOutboxOldestPendingAge is the gauge of the age, in seconds, of the
+	// oldest pending outbox event (0 when none): the number to alert on.
+	MetricOutboxOldestPendingAge = "outbox.oldest_pending_age"
+	// MetricOutboxParked is the gauge of outbox events parked as dead, waiting
+	// for `shopd outbox requeue-dead`.
+	MetricOutboxParked = "outbox.parked"
+	// MetricOutboxSent counts outbox events delivered and marked sent.
+	MetricOutboxSent = "outbox.sent"
+	// MetricOutboxRetried counts failed deliveries rescheduled with backoff.
+	// Tag: reason.
+	MetricOutboxRetried = "outbox.retried"
+	// MetricOutboxDead counts outbox events parked as dead. Tag: reason.
+	MetricOutboxDead = "outbox.dead"
+	// MetricOutboxLeaseLost counts deliveries whose result could not be
+	// recorded because their claim had expired and another relay had claimed
+	// the event: a possible duplicate mail.
+	MetricOutboxLeaseLost = "outbox.lease_lost"
+	// MetricMailSMTPDuration is the distribution of SMTP send durations in
+	// milliseconds (connect to accepted message). Tag: outcome.
+	MetricMailSMTPDuration = "mail.smtp.duration"
 )

@@ -67,6 +67,10 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	go telemetry.ReportPoolStats(bg, tel, "main", pool, 10*time.Second)
 	go telemetry.SampleLockWaits(bg, tel, pool, time.Second)
 	go expireIdempotencyKeys(bg, tel, db, cfg.IdempotencyCleanup)
+	outboxDone, err := startOutbox(bg, cfg, db, tel)
+	if err != nil {
+		return err
+	}
 
 	handler := httpapi.NewServer(httpapi.Deps{
 		Config: httpapi.Config{
@@ -109,6 +113,11 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 		_ = srv.Close()
 	}
 	stopBG()
+	select { // the relay finishes its send in progress
+	case <-outboxDone:
+	case <-sctx.Done():
+		log.Warn("the outbox relay did not stop in time; its claimed confirmations come back after their lease")
+	}
 	pool.Close()
 	log.Info("stopped")
 	return nil

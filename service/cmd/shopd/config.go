@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/shoplab/shoplab/service/mail"
 	"github.com/shoplab/shoplab/service/postgres"
+	"github.com/shoplab/shoplab/service/shop"
 )
 
 // config is shopd's configuration, read from the environment.
@@ -30,6 +33,16 @@ type config struct {
 
 	AdminToken string // ADMIN_TOKEN: bearer token of /admin/*; empty leaves them open (refused when AppEnv is production)
 	AppEnv     string // APP_ENV (default development); "production" makes ADMIN_TOKEN mandatory
+
+	// Mail is the SMTP sender: SMTP_ADDR (empty: no mail is sent), SMTP_USERNAME,
+	// SMTP_PASSWORD, SMTP_TLS (auto), SMTP_TIMEOUT (30s), MAIL_FROM.
+	Mail mail.Config
+	// RelayEnabled makes `serve` run an outbox relay (RELAY_ENABLED, default true).
+	RelayEnabled bool
+	// Relay is the outbox relay's tuning: RELAY_BATCH_SIZE, RELAY_INTERVAL,
+	// RELAY_MAX_ATTEMPTS, RELAY_LEASE, RELAY_BACKOFF_BASE, RELAY_BACKOFF_MAX,
+	// RELAY_RETENTION; SendTimeout is SMTP_TIMEOUT.
+	Relay postgres.RelayConfig
 }
 
 // production reports whether APP_ENV says the service runs in production.
@@ -50,6 +63,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		MaxImportRows:            100_000,
 		ImportProgressRows:       10_000,
 		AppEnv:                   "development",
+		Mail:                     mail.Config{From: "shoplab <orders@shoplab.local>", TLS: mail.TLSAuto, Timeout: 30 * time.Second},
+		RelayEnabled:             true,
+		Relay:                    postgres.DefaultRelayConfig(),
 	}
 	port := getenv("PORT")
 	if port == "" {
@@ -107,6 +123,39 @@ func loadConfig(getenv func(string) string) (config, error) {
 	intVar("MAX_IMPORT_BYTES", &c.MaxImportBytes)
 	intVar("MAX_IMPORT_ROWS", &c.MaxImportRows)
 	intVar("IMPORT_PROGRESS_ROWS", &c.ImportProgressRows)
+
+	c.Mail.Addr = getenv("SMTP_ADDR")
+	c.Mail.Username = getenv("SMTP_USERNAME")
+	c.Mail.Password = getenv("SMTP_PASSWORD")
+	if v := getenv("SMTP_TLS"); v != "" {
+		c.Mail.TLS = v
+	}
+	if v := getenv("MAIL_FROM"); v != "" {
+		c.Mail.From = v
+	}
+	durVar("SMTP_TIMEOUT", &c.Mail.Timeout)
+	if v := getenv("RELAY_ENABLED"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("RELAY_ENABLED=%q must be true or false", v))
+		}
+		c.RelayEnabled = b
+	}
+	batch, attempts := int64(c.Relay.BatchSize), int64(c.Relay.MaxAttempts)
+	intVar("RELAY_BATCH_SIZE", &batch)
+	intVar("RELAY_MAX_ATTEMPTS", &attempts)
+	c.Relay.BatchSize, c.Relay.MaxAttempts = int(min(batch, 1_000_000)), int(min(attempts, 1_000_000))
+	durVar("RELAY_INTERVAL", &c.Relay.Interval)
+	durVar("RELAY_LEASE", &c.Relay.Lease)
+	durVar("RELAY_BACKOFF_BASE", &c.Relay.BackoffBase)
+	durVar("RELAY_BACKOFF_MAX", &c.Relay.BackoffMax)
+	durVar("RELAY_RETENTION", &c.Relay.Retention)
+	c.Relay.SendTimeout = c.Mail.Timeout
+	if len(errs) == 0 {
+		if err := c.Relay.Validate(); err != nil {
+			errs = append(errs, errors.New(shop.AsError(err).Message))
+		}
+	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("configuration: %v", errs)
 	}

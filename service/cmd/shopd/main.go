@@ -1,4 +1,6 @@
-// Command shopd is the shoplab service: `shopd serve` runs the HTTP API,
+// Command shopd is the shoplab service: `shopd serve` runs the HTTP API
+// (and an outbox relay), `shopd relay` only the relay, `shopd outbox`
+// inspects and requeues order confirmations,
 // `shopd migrate up|down|status` manages the schema, `shopd seed` loads the
 // demo dataset and `shopd setup` does what a fresh machine needs (create
 // the database, migrate, seed when empty). Configuration comes from the
@@ -31,6 +33,10 @@ commands:
                         apply, revert one, or list the schema migrations
   seed                  load the demo dataset (deterministic; a re-run adds nothing)
   setup                 create the database if missing, migrate up, seed when empty
+  relay                 send the outbox's order confirmations (serve runs one too)
+  outbox status         count pending and dead confirmations, age of the oldest
+  outbox requeue-dead [order-id...]
+                        give dead confirmations (all, or those orders') new attempts
 
 configuration: environment variables, see README.md`
 
@@ -58,6 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return seed(ctx, cfg, stdout)
 	case "setup":
 		return setup(ctx, cfg, stdout)
+	case "relay":
+		return relay(ctx, cfg, getenv, stdout)
+	case "outbox":
+		return outbox(ctx, cfg, args[2:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
