@@ -166,13 +166,13 @@ func TestRunEndToEnd(t *testing.T) {
 		case "error", "dpanic", "panic", "fatal":
 			t.Errorf("error logged without an agent: %s", line)
 		case "warn":
-			if !strings.HasPrefix(l.Msg, "ADMIN_TOKEN is not set") { // asserted above, not about the agent
+			if l.Logger == "ddtrace" { // the tracer's complaints about the missing agent
 				warnings++
 			}
 		}
 	}
 	if warnings > 3 {
-		t.Errorf("%d warnings without an agent, want at most 3 (no log spam)", warnings)
+		t.Errorf("%d tracer warnings without an agent, want at most 3 (no log spam)", warnings)
 	}
 }
 
