@@ -27,6 +27,8 @@ type DB struct {
 	Pool *pgxpool.Pool
 	// CheckoutTimeouts bound how long a checkout waits for locks and runs.
 	CheckoutTimeouts Timeouts
+	// SearchTimeouts bound a product search (statement_timeout).
+	SearchTimeouts Timeouts
 }
 
 // Timeouts are per-transaction Postgres limits; zero means the server's default.
@@ -37,7 +39,11 @@ type Timeouts struct {
 
 // New returns a DB on pool.
 func New(pool *pgxpool.Pool) *DB {
-	return &DB{Pool: pool, CheckoutTimeouts: Timeouts{Lock: 2 * time.Second, Statement: 5 * time.Second}}
+	return &DB{
+		Pool:             pool,
+		CheckoutTimeouts: Timeouts{Lock: 2 * time.Second, Statement: 5 * time.Second},
+		SearchTimeouts:   Timeouts{Statement: 2 * time.Second},
+	}
 }
 
 // PoolConfig parses dsn and sets shoplab's defaults: the application_name
@@ -95,6 +101,10 @@ func wrapErr(err error) *shop.Error {
 			return &shop.Error{Code: shop.EUNPROCESSABLE, Message: "The request refers to a record that does not exist.", Err: err}
 		case "23514", "23502", "22003", "22001", "22P02":
 			return &shop.Error{Code: shop.EINVALID, Message: "A value is out of its allowed range.", Err: err}
+		case "22021", "54000":
+			// invalid byte sequence (NUL, bad UTF-8); program limit exceeded
+			// (e.g. an over-long pattern). The request's text, not a bug.
+			return &shop.Error{Code: shop.EINVALID, Message: "A value is not text the database can use.", Err: err}
 		case "40001", "40P01":
 			return &shop.Error{Code: shop.ECONFLICT, Message: "The request conflicted with a concurrent one; retry it.", RetryAfter: retryAfter, Err: err}
 		case "55P03":
