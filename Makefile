@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt bench-orders clean
+.PHONY: build run test vet fmt bench-orders bench-search clean
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -36,6 +36,11 @@ fmt:
 ## bench-orders: GET /orders for the heavy user vs a query-per-order loop
 bench-orders:
 	$(GO) test -run '^$$' -bench 'OrderHistory' -benchtime 200x -count 1 ./service/httpapi/
+
+## bench-search: product search on 100,000 products, with and without the
+## trigram indexes, in one run (plus a deep OFFSET page vs its keyset page)
+bench-search:
+	$(GO) test -run '^$$' -bench 'ProductSearch' -benchtime 20x -count 1 -timeout 10m -v ./service/postgres/
 
 clean:
 	rm -rf bin

@@ -54,6 +54,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	defer pool.Close()
 	db := postgres.New(pool)
 	db.CheckoutTimeouts = postgres.Timeouts{Lock: cfg.CheckoutLockTimeout, Statement: cfg.CheckoutStatementTimeout}
+	db.SearchTimeouts = postgres.Timeouts{Statement: cfg.SearchStatementTimeout}
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
@@ -61,7 +62,12 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	go telemetry.SampleLockWaits(bg, tel, pool, time.Second)
 
 	handler := httpapi.NewServer(httpapi.Deps{
-		Config:    httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, MaxImportBytes: cfg.MaxImportBytes},
+		Config: httpapi.Config{
+			MaxBodyBytes:           cfg.MaxBodyBytes,
+			MaxImportBytes:         cfg.MaxImportBytes,
+			ProductsV1DeprecatedAt: cfg.ProductsV1DeprecatedAt,
+			ProductsV1Sunset:       cfg.ProductsV1Sunset,
+		},
 		Telemetry: tel,
 		Products:  db,
 		Orders:    db,

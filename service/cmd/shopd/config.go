@@ -17,8 +17,15 @@ type config struct {
 	CheckoutLockTimeout      time.Duration // CHECKOUT_LOCK_TIMEOUT (default 2s)
 	CheckoutStatementTimeout time.Duration // CHECKOUT_STATEMENT_TIMEOUT (default 5s)
 
+	SearchStatementTimeout time.Duration // SEARCH_STATEMENT_TIMEOUT (default 2s)
+
 	MaxBodyBytes   int64 // MAX_BODY_BYTES (default 1 MiB)
 	MaxImportBytes int64 // MAX_IMPORT_BYTES (default 50 MiB)
+
+	// PRODUCTS_V1_DEPRECATED_AT and PRODUCTS_V1_SUNSET (RFC 3339 date or
+	// time); zero means httpapi's defaults.
+	ProductsV1DeprecatedAt time.Time
+	ProductsV1Sunset       time.Time
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -28,6 +35,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ShutdownTimeout:          15 * time.Second,
 		CheckoutLockTimeout:      2 * time.Second,
 		CheckoutStatementTimeout: 5 * time.Second,
+		SearchStatementTimeout:   2 * time.Second,
 		MaxBodyBytes:             1 << 20,
 		MaxImportBytes:           50 << 20,
 	}
@@ -64,12 +72,31 @@ func loadConfig(getenv func(string) string) (config, error) {
 			*dst = d
 		}
 	}
+	timeVar := func(name string, dst *time.Time) {
+		if v := getenv(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				t, err = time.Parse(time.DateOnly, v)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q must be a date (2027-06-01) or an RFC 3339 time (2027-06-01T00:00:00Z)", name, v))
+				return
+			}
+			*dst = t
+		}
+	}
 	maxConns := int64(c.DBMaxConns)
 	intVar("DB_MAX_CONNS", &maxConns)
 	c.DBMaxConns = int32(min(maxConns, 1000))
 	durVar("SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	durVar("CHECKOUT_LOCK_TIMEOUT", &c.CheckoutLockTimeout)
 	durVar("CHECKOUT_STATEMENT_TIMEOUT", &c.CheckoutStatementTimeout)
+	durVar("SEARCH_STATEMENT_TIMEOUT", &c.SearchStatementTimeout)
+	timeVar("PRODUCTS_V1_DEPRECATED_AT", &c.ProductsV1DeprecatedAt)
+	timeVar("PRODUCTS_V1_SUNSET", &c.ProductsV1Sunset)
+	if !c.ProductsV1DeprecatedAt.IsZero() && !c.ProductsV1Sunset.IsZero() && c.ProductsV1Sunset.Before(c.ProductsV1DeprecatedAt) {
+		errs = append(errs, fmt.Errorf("PRODUCTS_V1_SUNSET must not be before PRODUCTS_V1_DEPRECATED_AT"))
+	}
 	intVar("MAX_BODY_BYTES", &c.MaxBodyBytes)
 	intVar("MAX_IMPORT_BYTES", &c.MaxImportBytes)
 	if len(errs) > 0 {
