@@ -48,7 +48,7 @@ const deprecationDocs = "https://shoplab.dev/docs/api-evolution"
 func productsV1(deprecatedAt, sunset time.Time) apiVersion {
 	return apiVersion{name: "v1", sunset: sunset, headers: map[string]string{
 		"X-API-Version": "v1",
-		"X-API-Deprecation": fmt.Sprintf("POST /products is deprecated since %s: use POST /products/v2. From %s (Sunset) it requires a description, as v2 does.",
+		"X-API-Deprecation": fmt.Sprintf("POST /products is deprecated as of %s: use POST /products/v2. From %s (Sunset) it requires a description, as v2 does.",
 			deprecatedAt.UTC().Format(time.DateOnly), sunset.UTC().Format(time.DateOnly)),
 		"Deprecation": "@" + strconv.FormatInt(deprecatedAt.Unix(), 10),
 		"Sunset":      sunset.UTC().Format(http.TimeFormat),
@@ -78,8 +78,12 @@ func handleCreateProduct(tel *telemetry.Telemetry, products shop.ProductStore, l
 			writeError(w, r, tel, err)
 			return
 		}
+		described := "present"
+		if p.Description == nil {
+			described = "missing"
+		}
 		_ = tel.Metrics.Incr(telemetry.MetricProductsCreated,
-			[]string{"api_version:" + v.name, "client:" + telemetry.ClientFamily(r.UserAgent())}, 1)
+			[]string{"api_version:" + v.name, "client:" + telemetry.ClientFamily(r.UserAgent()), "description:" + described}, 1)
 		writeJSON(w, http.StatusCreated, p)
 	})
 }

@@ -156,8 +156,8 @@ func TestProductVersions(t *testing.T) {
 			tags []string
 			want float64
 		}{
-			{[]string{"api_version:v1", "client:curl"}, 2}, // the two v1 creations above; failures do not count
-			{[]string{"api_version:v2", "client:python"}, 1},
+			{[]string{"api_version:v1", "client:curl", "description:missing"}, 2}, // the two v1 creations above; failures do not count
+			{[]string{"api_version:v2", "client:python", "description:present"}, 1},
 			{[]string{"api_version:v2", "client:browser"}, 1},
 			{[]string{"api_version:v2", "client:other"}, 1},
 			{[]string{"api_version:v1"}, 2},

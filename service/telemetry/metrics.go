@@ -66,7 +66,8 @@ const (
 	MetricDBPoolAcquireDuration = "db.pool.acquire.duration"
 
 	// MetricProductsCreated counts products created through the API.
-	// Tags: api_version (v1, v2), client (a ClientFamily value).
+	// Tags: api_version (v1, v2), client (a ClientFamily value),
+	// description (present, missing).
 	MetricProductsCreated = "products.created"
 	// MetricProductSearchDuration is the distribution of product search
 	// durations in milliseconds, from validated query to rows read.
