@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt clean bench-orders bench-telemetry bench-checkout bench-import
+.PHONY: build run test vet fmt clean bench-orders bench-telemetry bench-checkout bench-import bench-search
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -48,6 +48,10 @@ bench-checkout: build
 ## a shopd of its own (free port); prints a table, writes bench/results/import.json
 bench-import: build
 	$(GO) run ./bench/import -shopd $(BIN) -out bench/results/import.json
+## bench-search: product search on 100,000 products, with and without the
+## trigram indexes, in one run (plus a deep OFFSET page vs its keyset page)
+bench-search:
+	$(GO) test -run '^$$' -bench 'ProductSearch' -benchtime 20x -count 1 -timeout 10m -v ./service/postgres/
 
 clean:
 	rm -rf bin

@@ -19,7 +19,7 @@ type nPlusOneOrders struct {
 	db *postgres.DB
 }
 
-func (s nPlusOneOrders) OrdersByUser(ctx context.Context, userID string, page shop.OrderPage) ([]shop.Order, *shop.OrderCursor, error) {
+func (s nPlusOneOrders) OrdersByUser(ctx context.Context, userID string, page shop.OrderPage) ([]shop.Order, *shop.Cursor, error) {
 	rows, err := s.db.Pool.Query(ctx, `-- name: baseline.orders
 SELECT id::text, user_id::text, status, (total * 100)::bigint, created_at FROM orders WHERE user_id = $1 ORDER BY created_at DESC`, userID)
 	if err != nil {

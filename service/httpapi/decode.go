@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
@@ -145,7 +146,12 @@ func article(s string) string {
 // queryInt reads an integer query parameter: def when absent, and a field
 // error when it is not an integer in [min, max].
 func queryInt(r *http.Request, name string, def, min, max int) (int, *shop.FieldError) {
-	s := r.URL.Query().Get(name)
+	return intParam(r.URL.Query(), name, def, min, max)
+}
+
+// intParam is queryInt over parsed query values.
+func intParam(q url.Values, name string, def, min, max int) (int, *shop.FieldError) {
+	s := q.Get(name)
 	if s == "" {
 		return def, nil
 	}

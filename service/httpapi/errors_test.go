@@ -151,7 +151,7 @@ func TestErrorFormat(t *testing.T) {
 // panic becomes a 500 in the one format.
 type panickyStore struct{ shop.ProductStore }
 
-func (panickyStore) ListProducts(context.Context, shop.ProductFilter) ([]shop.Product, int, error) {
+func (panickyStore) ListProducts(context.Context, shop.ProductFilter) (shop.ProductPage, error) {
 	panic("boom: secret internal state")
 }
 

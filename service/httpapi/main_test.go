@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap/zaptest/observer"
@@ -45,10 +46,17 @@ func newEnv(t testing.TB, configure ...func(*pgxpool.Config)) *testEnv {
 	if _, err := db.Seed(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	h := httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: db, Orders: db, Reports: db, DB: db})
+	h := httpapi.NewServer(httpapi.Deps{Config: testConfig(), Telemetry: tel, Products: db, Orders: db, Reports: db, DB: db})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &testEnv{db: db, srv: srv, tel: tel, stats: stats, logs: logs}
+}
+
+// testConfig is the edge's default configuration with v1's sunset pinned
+// far away, so that no test changes behaviour with the calendar
+// (TestProductVersions covers the sunset itself).
+func testConfig() httpapi.Config {
+	return httpapi.Config{ProductsV1Sunset: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}
 }
 
 // response is a decoded answer.

@@ -2,13 +2,10 @@ package httpapi
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/DataDog/dd-trace-go/v2/ddtrace/tracer"
@@ -37,9 +34,9 @@ func handleOrdersByUser(tel *telemetry.Telemetry, orders shop.OrderStore, defLim
 		}
 		page := shop.OrderPage{Limit: limit}
 		if c := r.URL.Query().Get("cursor"); c != "" {
-			cur, err := decodeCursor(c)
-			if err != nil {
-				writeError(w, r, tel, err)
+			cur, fe := decodeCursor(c)
+			if fe != nil {
+				writeError(w, r, tel, shop.Invalid(*fe))
 				return
 			}
 			page.After = cur
@@ -50,30 +47,10 @@ func handleOrdersByUser(tel *telemetry.Telemetry, orders shop.OrderStore, defLim
 			return
 		}
 		if next != nil {
-			q := url.Values{"limit": {strconv.Itoa(limit)}, "cursor": {encodeCursor(*next)}}
-			w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, q.Encode()))
+			setNextLink(w, r, url.Values{"limit": {strconv.Itoa(limit)}, "cursor": {encodeCursor(*next)}})
 		}
 		writeJSON(w, http.StatusOK, list)
 	})
-}
-
-// encodeCursor makes an opaque page cursor: the position of the last order.
-func encodeCursor(c shop.OrderCursor) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "," + c.ID))
-}
-
-func decodeCursor(s string) (*shop.OrderCursor, error) {
-	bad := shop.Invalid(shop.FieldError{Field: "cursor", Code: "invalid", Message: "cursor is not one this API issued; follow the Link header"})
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return nil, bad
-	}
-	at, id, ok := strings.Cut(string(b), ",")
-	us, err := strconv.ParseInt(at, 10, 64)
-	if !ok || err != nil || !shop.ValidID(id) {
-		return nil, bad
-	}
-	return &shop.OrderCursor{CreatedAt: time.UnixMicro(us), ID: id}, nil
 }
 
 // IdempotencyKeyHeader carries a checkout's idempotency key;

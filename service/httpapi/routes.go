@@ -11,10 +11,11 @@ func addRoutes(r *mux.Router, d Deps) {
 	r.Handle("/health", handleHealth()).Methods("GET", "HEAD")
 	r.Handle("/ready", handleReady(tel, d.DB, cfg.ReadyTimeout)).Methods("GET", "HEAD")
 
-	r.Handle("/products", handleListProducts(tel, d.Products)).Methods("GET")
-	r.Handle("/products", handleCreateProduct(tel, d.Products, cfg.MaxBodyBytes, apiV1)).Methods("POST")
-	r.Handle("/products/v2", handleCreateProduct(tel, d.Products, cfg.MaxBodyBytes, apiV2)).Methods("POST")
+	r.Handle("/products", handleListProducts(tel, d.Products)).Methods("GET") // ?page= | ?cursor= | ?q=
+	r.Handle("/products", handleCreateProduct(tel, d.Products, cfg.MaxBodyBytes, productsV1(cfg.ProductsV1DeprecatedAt, cfg.ProductsV1Sunset))).Methods("POST")
+	r.Handle("/products/v2", handleCreateProduct(tel, d.Products, cfg.MaxBodyBytes, productsV2())).Methods("POST")
 	r.Handle("/products/{id}", handleGetProduct(tel, d.Products)).Methods("GET")
+	r.Handle("/products/{id}", handlePatchProduct(tel, d.Products, cfg.MaxBodyBytes)).Methods("PATCH")
 
 	r.Handle("/orders/checkout", handleCheckout(tel, d.Orders, cfg.MaxBodyBytes)).Methods("POST")
 	r.Handle("/orders/{userId}", handleOrdersByUser(tel, d.Orders, cfg.DefaultOrderLimit, cfg.MaxOrderLimit)).Methods("GET")
@@ -23,6 +24,7 @@ func addRoutes(r *mux.Router, d Deps) {
 	// (requireAdmin, installed on the router in NewServer).
 	r.Handle("/admin/products/import", handleImport(tel, d.Products, cfg)).Methods("POST")
 	r.Handle("/admin/inventory/low", handleLowInventory(tel, d.Products)).Methods("GET")
+	r.Handle("/admin/products/missing-description", handleMissingDescription(tel, d.Products)).Methods("GET")
 
 	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports)).Methods("GET")
 }

@@ -33,7 +33,21 @@ type Config struct {
 	MaxOrderLimit int
 	// ReadyTimeout bounds the database check of GET /ready (default 2s).
 	ReadyTimeout time.Duration
+	// ProductsV1DeprecatedAt is when POST /products (v1) was deprecated:
+	// its Deprecation header (default 2026-12-01T00:00:00Z).
+	ProductsV1DeprecatedAt time.Time
+	// ProductsV1Sunset is v1's Sunset header and the moment from which v1
+	// requires a description, as v2 does (default 2027-06-01T00:00:00Z).
+	ProductsV1Sunset time.Time
 }
+
+// The default deprecation and sunset of POST /products (v1): deprecated
+// with this release, description-optional for six months more
+// (docs/api-evolution.md).
+var (
+	defaultProductsV1DeprecatedAt = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	defaultProductsV1Sunset       = time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)
+)
 
 func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes <= 0 {
@@ -56,6 +70,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReadyTimeout <= 0 {
 		c.ReadyTimeout = 2 * time.Second
+	}
+	if c.ProductsV1DeprecatedAt.IsZero() {
+		c.ProductsV1DeprecatedAt = defaultProductsV1DeprecatedAt
+	}
+	if c.ProductsV1Sunset.IsZero() {
+		c.ProductsV1Sunset = defaultProductsV1Sunset
 	}
 	return c
 }

@@ -31,6 +31,8 @@ type DB struct {
 	CheckoutTimeouts Timeouts
 	// IdempotencyTTL is how long a checkout's idempotency key is honoured.
 	IdempotencyTTL time.Duration
+	// SearchTimeouts bound a product search (statement_timeout).
+	SearchTimeouts Timeouts
 }
 
 // Timeouts are per-transaction limits; zero means none (the server's
@@ -59,6 +61,7 @@ func New(pool *pgxpool.Pool) *DB {
 			Statement: DefaultCheckoutStatementTimeout,
 		},
 		IdempotencyTTL: DefaultIdempotencyTTL,
+		SearchTimeouts: Timeouts{Statement: 2 * time.Second},
 	}
 }
 
@@ -117,6 +120,10 @@ func wrapErr(err error) *shop.Error {
 			return &shop.Error{Code: shop.EUNPROCESSABLE, Message: "The request refers to a record that does not exist.", Err: err}
 		case "23514", "23502", "22003", "22001", "22P02":
 			return &shop.Error{Code: shop.EINVALID, Message: "A value is out of its allowed range.", Err: err}
+		case "22021", "54000":
+			// invalid byte sequence (NUL, bad UTF-8); program limit exceeded
+			// (e.g. an over-long pattern). The request's text, not a bug.
+			return &shop.Error{Code: shop.EINVALID, Message: "A value is not text the database can use.", Err: err}
 		case "40001", "40P01":
 			return &shop.Error{Code: shop.ECONFLICT, Message: "The request conflicted with a concurrent one; retry it.", RetryAfter: retryAfter, Err: err}
 		case "55P03":

@@ -2,10 +2,13 @@ package postgres
 
 import "context"
 
-// Statements, exported for the tests of package postgres_test.
+// Statements and helpers, exported for the tests of package postgres_test.
 const (
-	OrdersByUserSQL  = ordersByUserSQL
-	ItemsByOrdersSQL = itemsByOrdersSQL
+	OrdersByUserSQL                = ordersByUserSQL
+	ItemsByOrdersSQL               = itemsByOrdersSQL
+	SearchProductsSQL              = searchProductsSQL
+	ListProductsAfterSQL           = listProductsAfterSQL
+	ListMissingDescriptionAfterSQL = listMissingDescriptionAfterSQL
 )
 
 // ReserveStockSQL is the checkout's stock decrement.
@@ -18,3 +21,6 @@ func (r *Relay) ClaimAndAbandon(ctx context.Context) (int, error) {
 	events, err := r.claim(ctx)
 	return len(events), err
 }
+
+// EscapeLike is the search's LIKE escaping.
+var EscapeLike = likeEscaper.Replace

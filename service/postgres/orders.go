@@ -35,7 +35,7 @@ SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`
 // items and products, in two statements whatever the page size (a third,
 // cheap one only tells "no orders" from "no user"). Errors: ENOTFOUND,
 // EUNAVAILABLE, EINTERNAL.
-func (db *DB) OrdersByUser(ctx context.Context, userID string, page shop.OrderPage) ([]shop.Order, *shop.OrderCursor, error) {
+func (db *DB) OrdersByUser(ctx context.Context, userID string, page shop.OrderPage) ([]shop.Order, *shop.Cursor, error) {
 	var afterAt *time.Time
 	var afterID *string
 	if page.After != nil {
@@ -73,11 +73,11 @@ func (db *DB) OrdersByUser(ctx context.Context, userID string, page shop.OrderPa
 		return orders, nil, nil
 	}
 
-	var next *shop.OrderCursor
+	var next *shop.Cursor
 	if len(orders) > page.Limit {
 		orders = orders[:page.Limit]
 		last := orders[len(orders)-1]
-		next = &shop.OrderCursor{CreatedAt: last.CreatedAt, ID: last.ID}
+		next = &shop.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
 	}
 	if err := db.attachItems(ctx, orders); err != nil {
 		return nil, nil, wrapErr(err)

@@ -70,21 +70,36 @@ var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 // ValidID reports whether id is a UUID in its canonical text form.
 func ValidID(id string) bool { return uuidRE.MatchString(id) }
 
-// ProductFilter selects a page of products, newest first.
+// ProductFilter selects a page of products, newest first: by page number
+// (Page, with a total count) or, when After is set, by keyset (the page
+// after a cursor, without a count; cheap at any depth).
 type ProductFilter struct {
-	Page  int // 1-based
 	Limit int
+	Page  int     // 1-based; ignored when After is set
+	After *Cursor // the position of the last product of the previous page
+	// MissingDescription keeps only products without a description.
+	MissingDescription bool
+}
+
+// ProductPage is a page of products.
+type ProductPage struct {
+	Products []Product
+	// Total counts every match; -1 when not counted (keyset pages).
+	Total int
+	// Next is the position of the page's last product when more follow.
+	Next *Cursor
 }
 
 // OrderPage selects a page of one user's orders, newest first. After, when
 // set, is the cursor of the last order of the previous page.
 type OrderPage struct {
 	Limit int
-	After *OrderCursor
+	After *Cursor
 }
 
-// OrderCursor is a position in a user's order history.
-type OrderCursor struct {
+// Cursor is a position in a list ordered newest first by (created_at DESC,
+// id DESC): a user's orders, the catalogue. Keyset pages start after it.
+type Cursor struct {
 	CreatedAt time.Time
 	ID        string
 }
@@ -146,14 +161,22 @@ type ReportLine struct {
 
 // ProductStore reads and writes the catalogue.
 type ProductStore interface {
-	// ListProducts returns a page of products, newest first, and the total
-	// count. Errors: EUNAVAILABLE, EINTERNAL.
-	ListProducts(ctx context.Context, f ProductFilter) ([]Product, int, error)
+	// ListProducts returns a page of products, newest first. Errors:
+	// EUNAVAILABLE, EINTERNAL.
+	ListProducts(ctx context.Context, f ProductFilter) (ProductPage, error)
+	// SearchProducts returns a page of the products whose name or
+	// description contains s.Query (case-insensitive, literally), best
+	// match first, with the total. Errors: EUNAVAILABLE (including a search
+	// that ran past its statement timeout), EINVALID, EINTERNAL.
+	SearchProducts(ctx context.Context, s ProductSearch) (ProductPage, error)
 	// Product returns one product. Errors: ENOTFOUND, EUNAVAILABLE, EINTERNAL.
 	Product(ctx context.Context, id string) (Product, error)
 	// CreateProduct stores a validated product. Errors: EINVALID,
 	// EUNAVAILABLE, EINTERNAL.
 	CreateProduct(ctx context.Context, p NewProduct) (Product, error)
+	// UpdateProduct applies a validated patch to one product and returns
+	// it. Errors: ENOTFOUND, EINVALID, EUNAVAILABLE, EINTERNAL.
+	UpdateProduct(ctx context.Context, id string, p ProductPatch) (Product, error)
 	// ImportProducts streams the rows of src into the catalogue in one
 	// transaction: all of them, or none when src or the database fails.
 	// A row with a SKU updates the product that already has it. It pulls
@@ -173,7 +196,7 @@ type OrderStore interface {
 	// with its items and their products, and the cursor of the next page
 	// (nil on the last). Errors: ENOTFOUND (no such user), EUNAVAILABLE,
 	// EINTERNAL.
-	OrdersByUser(ctx context.Context, userID string, page OrderPage) ([]Order, *OrderCursor, error)
+	OrdersByUser(ctx context.Context, userID string, page OrderPage) ([]Order, *Cursor, error)
 	// Checkout reserves stock and places the order in one transaction; it
 	// never oversells. With req.IdempotencyKey, a retry of the same request
 	// returns the first order (Replayed) instead of placing another.

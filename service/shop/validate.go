@@ -1,6 +1,8 @@
 package shop
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -35,9 +37,12 @@ type NewProduct struct {
 	SKU         *string // nil when the product has none
 }
 
-// ProductRules are the validation rules of one API version.
+// ProductRules are the validation rules of one API version. Every version
+// checks each field with the same field rules (productFields); a version
+// only adds rules, it never copies them.
 type ProductRules struct {
-	// RequireDescription makes a non-blank description mandatory (v2).
+	// RequireDescription makes a non-blank description mandatory (v2,
+	// PATCH, and v1 after its sunset).
 	RequireDescription bool
 }
 
@@ -45,81 +50,221 @@ type ProductRules struct {
 // or every field problem found (as an EINVALID *Error).
 func (r ProductRules) Validate(in ProductInput) (NewProduct, error) {
 	var out NewProduct
-	var errs []FieldError
-	add := func(field, code, format string, args ...any) {
-		errs = append(errs, FieldError{Field: field, Code: code, Message: field + " " + fmt.Sprintf(format, args...)})
-	}
-
-	switch {
-	case in.Name == nil:
-		add("name", "required", "is required")
-	case !utf8.ValidString(*in.Name) || strings.ContainsRune(*in.Name, 0):
-		add("name", "invalid", "must be valid UTF-8 text without NUL characters")
-	case strings.TrimSpace(*in.Name) == "":
-		add("name", "blank", "must not be blank")
-	case utf8.RuneCountInString(*in.Name) > MaxNameLen:
-		add("name", "too_long", "must be at most %d characters", MaxNameLen)
-	default:
-		out.Name = strings.TrimSpace(*in.Name)
-	}
-
-	if in.Description != nil {
-		d := *in.Description
-		switch {
-		case !utf8.ValidString(d) || strings.ContainsRune(d, 0):
-			add("description", "invalid", "must be valid UTF-8 text without NUL characters")
-		case utf8.RuneCountInString(d) > MaxDescriptionLen:
-			add("description", "too_long", "must be at most %d characters", MaxDescriptionLen)
-		case strings.TrimSpace(d) == "" && r.RequireDescription:
-			add("description", "blank", "must not be blank")
-		default:
-			if t := strings.TrimSpace(d); t != "" {
-				out.Description = &t
-			}
-		}
-	} else if r.RequireDescription {
-		add("description", "required", "is required")
-	}
-
-	if in.Price == nil {
-		add("price", "required", "is required")
-	} else if m, err := ParseMoney(string(*in.Price)); err != nil {
-		add("price", "invalid", "%v", err)
-	} else if m < 0 {
-		add("price", "min", "must be greater than or equal to 0")
+	var f productFields
+	if in.Name == nil {
+		f.add("name", "required", "is required")
 	} else {
-		out.Price = m
+		out.Name, _ = f.name(*in.Name)
 	}
-
-	switch {
-	case in.Inventory == nil:
-		add("inventory", "required", "is required")
-	case *in.Inventory < 0:
-		add("inventory", "min", "must be greater than or equal to 0")
-	case *in.Inventory > MaxInventory:
-		add("inventory", "max", "must be at most %d", MaxInventory)
-	default:
-		out.Inventory = int(*in.Inventory)
+	if in.Description != nil {
+		out.Description, _ = f.description(*in.Description, r.RequireDescription)
+	} else if r.RequireDescription {
+		f.add("description", "required", "is required")
 	}
-
+	if in.Price == nil {
+		f.add("price", "required", "is required")
+	} else {
+		out.Price, _ = f.price(*in.Price)
+	}
+	if in.Inventory == nil {
+		f.add("inventory", "required", "is required")
+	} else {
+		out.Inventory, _ = f.inventory(*in.Inventory)
+	}
 	if in.SKU != nil {
-		sku := strings.TrimSpace(*in.SKU)
-		switch {
-		case !utf8.ValidString(sku) || strings.IndexFunc(sku, notSKURune) >= 0:
-			add("sku", "invalid", "must be printable text without spaces")
-		case sku == "":
-			add("sku", "blank", "must not be blank (omit it instead)")
-		case utf8.RuneCountInString(sku) > MaxSKULen:
-			add("sku", "too_long", "must be at most %d characters", MaxSKULen)
-		default:
-			out.SKU = &sku
-		}
+		out.SKU, _ = f.sku(*in.SKU)
 	}
-
-	if len(errs) > 0 {
-		return NewProduct{}, Invalid(errs...)
+	if len(f) > 0 {
+		return NewProduct{}, Invalid(f...)
 	}
 	return out, nil
+}
+
+// Optional is a member of a partial update (JSON Merge Patch, RFC 7396):
+// Set when the member was present, Null when its value was null.
+type Optional[T any] struct {
+	Set   bool
+	Null  bool
+	Value T
+}
+
+// UnmarshalJSON records that the member was present, and whether it was
+// null; a value of the wrong type is a type error naming the member.
+func (o *Optional[T]) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(bytes.TrimSpace(b)) == "null" {
+		o.Null = true
+		return nil
+	}
+	return json.Unmarshal(b, &o.Value)
+}
+
+// ProductPatchInput is a partial update as a client sends it (PATCH
+// /products/{id}): absent members stay as they are.
+type ProductPatchInput struct {
+	Name        Optional[string] `json:"name"`
+	Description Optional[string] `json:"description"`
+	Price       Optional[Amount] `json:"price"`
+	Inventory   Optional[int64]  `json:"inventory"`
+}
+
+// ProductPatch is a validated partial update: nil fields stay as they are.
+type ProductPatch struct {
+	Name *string
+	// Description, when set, is the new non-blank description.
+	Description *string
+	// ClearDescription removes the description (only under rules without
+	// RequireDescription; shoplab's PATCH never allows it).
+	ClearDescription bool
+	Price            *Money
+	Inventory        *int
+}
+
+// ValidatePatch checks the members present in in with the same field rules
+// as Validate and returns the patch to apply, or every problem found (as an
+// EINVALID *Error). A null member asks to remove the value (RFC 7396).
+// Name, price and inventory cannot be removed, so null is a "required"
+// problem for them. A null or blank description clears it, unless the
+// rules require a description: then it is a "required" or "blank" problem.
+// PATCH /products/{id} uses RequireDescription (docs/api-evolution.md). An
+// empty patch is invalid.
+func (r ProductRules) ValidatePatch(in ProductPatchInput) (ProductPatch, error) {
+	var out ProductPatch
+	var f productFields
+	cannotRemove := func(field string) {
+		f.add(field, "required", "cannot be removed (null); send a value or leave %s out", field)
+	}
+	if in.Name.Set {
+		if in.Name.Null {
+			cannotRemove("name")
+		} else if v, ok := f.name(in.Name.Value); ok {
+			out.Name = &v
+		}
+	}
+	if in.Description.Set {
+		switch {
+		case in.Description.Null && r.RequireDescription:
+			cannotRemove("description")
+		case in.Description.Null:
+			out.ClearDescription = true
+		default:
+			if v, ok := f.description(in.Description.Value, r.RequireDescription); ok {
+				out.Description = v
+				out.ClearDescription = v == nil
+			}
+		}
+	}
+	if in.Price.Set {
+		if in.Price.Null {
+			cannotRemove("price")
+		} else if v, ok := f.price(in.Price.Value); ok {
+			out.Price = &v
+		}
+	}
+	if in.Inventory.Set {
+		if in.Inventory.Null {
+			cannotRemove("inventory")
+		} else if v, ok := f.inventory(in.Inventory.Value); ok {
+			out.Inventory = &v
+		}
+	}
+	if !in.Name.Set && !in.Description.Set && !in.Price.Set && !in.Inventory.Set {
+		f = append(f, FieldError{Field: "body", Code: "empty", Message: "the patch must set at least one of name, description, price, inventory"})
+	}
+	if len(f) > 0 {
+		return ProductPatch{}, Invalid(f...)
+	}
+	return out, nil
+}
+
+// productFields collects field problems. Its methods are the rules of each
+// product field, shared by Validate and ValidatePatch: each returns the
+// cleaned value and true, or records a problem and returns false.
+type productFields []FieldError
+
+func (f *productFields) add(field, code, format string, args ...any) {
+	*f = append(*f, FieldError{Field: field, Code: code, Message: field + " " + fmt.Sprintf(format, args...)})
+}
+
+// name: valid UTF-8 without NUL, not blank, at most MaxNameLen characters;
+// stored trimmed.
+func (f *productFields) name(s string) (string, bool) {
+	switch {
+	case !utf8.ValidString(s) || strings.ContainsRune(s, 0):
+		f.add("name", "invalid", "must be valid UTF-8 text without NUL characters")
+	case strings.TrimSpace(s) == "":
+		f.add("name", "blank", "must not be blank")
+	case utf8.RuneCountInString(s) > MaxNameLen:
+		f.add("name", "too_long", "must be at most %d characters", MaxNameLen)
+	default:
+		return strings.TrimSpace(s), true
+	}
+	return "", false
+}
+
+// description: valid UTF-8 without NUL, at most MaxDescriptionLen
+// characters; stored trimmed. Blank is a problem when required and
+// otherwise means "no description" (nil, true): the database never holds a
+// blank description (CHECK products_description_not_blank).
+func (f *productFields) description(s string, required bool) (*string, bool) {
+	switch {
+	case !utf8.ValidString(s) || strings.ContainsRune(s, 0):
+		f.add("description", "invalid", "must be valid UTF-8 text without NUL characters")
+	case utf8.RuneCountInString(s) > MaxDescriptionLen:
+		f.add("description", "too_long", "must be at most %d characters", MaxDescriptionLen)
+	case strings.TrimSpace(s) == "" && required:
+		f.add("description", "blank", "must not be blank")
+	default:
+		if t := strings.TrimSpace(s); t != "" {
+			return &t, true
+		}
+		return nil, true
+	}
+	return nil, false
+}
+
+// price: an exact decimal with at most 2 places, >= 0, within NUMERIC(12,2).
+func (f *productFields) price(a Amount) (Money, bool) {
+	m, err := ParseMoney(string(a))
+	switch {
+	case err != nil:
+		f.add("price", "invalid", "%v", err)
+	case m < 0:
+		f.add("price", "min", "must be greater than or equal to 0")
+	default:
+		return m, true
+	}
+	return 0, false
+}
+
+// inventory: an integer in [0, MaxInventory].
+func (f *productFields) inventory(n int64) (int, bool) {
+	switch {
+	case n < 0:
+		f.add("inventory", "min", "must be greater than or equal to 0")
+	case n > MaxInventory:
+		f.add("inventory", "max", "must be at most %d", MaxInventory)
+	default:
+		return int(n), true
+	}
+	return 0, false
+}
+
+// sku: printable text without spaces, at most MaxSKULen characters;
+// stored trimmed. Blank is a problem: omit the member instead.
+func (f *productFields) sku(s string) (*string, bool) {
+	sku := strings.TrimSpace(s)
+	switch {
+	case !utf8.ValidString(sku) || strings.IndexFunc(sku, notSKURune) >= 0:
+		f.add("sku", "invalid", "must be printable text without spaces")
+	case sku == "":
+		f.add("sku", "blank", "must not be blank (omit it instead)")
+	case utf8.RuneCountInString(sku) > MaxSKULen:
+		f.add("sku", "too_long", "must be at most %d characters", MaxSKULen)
+	default:
+		return &sku, true
+	}
+	return nil, false
 }
 
 // notSKURune reports the runes a SKU may not hold: spaces and control

@@ -102,6 +102,22 @@ const (
 	// MetricImportBytes is the distribution of the body bytes read by each
 	// bulk import. Tags: format, outcome.
 	MetricImportBytes = "import.bytes"
+	// MetricProductsCreated counts products created through the API.
+	// Tags: api_version (v1, v2), client (a ClientFamily value),
+	// description (present, missing).
+	MetricProductsCreated = "products.created"
+	// MetricProductSearchDuration is the distribution of product search
+	// durations in milliseconds, from validated query to rows read.
+	// Tag: outcome (ok, unavailable, error, canceled).
+	MetricProductSearchDuration = "products.search.duration"
+	// MetricProductSearchResults is the distribution of the number of
+	// products matching each successful search (all pages).
+	// Tag: has_results (true, false).
+	MetricProductSearchResults = "products.search.results"
+	// MetricProductQueryRejected counts GET /products requests refused with
+	// a 400 before reaching the database. Tag: reason (too_long,
+	// invalid_utf8, nul, control_char, malformed_query, bad_paging).
+	MetricProductQueryRejected = "products.query.rejected"
 
 	// MetricLogDropped counts log lines dropped by log sampling. Tag: level.
 	MetricLogDropped = "log.dropped"

@@ -61,6 +61,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	db := postgres.New(pool)
 	db.CheckoutTimeouts = postgres.Timeouts{Acquire: cfg.CheckoutAcquireTimeout, Lock: cfg.CheckoutLockTimeout, Statement: cfg.CheckoutStatementTimeout}
 	db.IdempotencyTTL = cfg.IdempotencyKeyTTL
+	db.SearchTimeouts = postgres.Timeouts{Statement: cfg.SearchStatementTimeout}
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
@@ -74,11 +75,13 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 
 	handler := httpapi.NewServer(httpapi.Deps{
 		Config: httpapi.Config{
-			MaxBodyBytes:       cfg.MaxBodyBytes,
-			MaxImportBytes:     cfg.MaxImportBytes,
-			MaxImportRows:      int(cfg.MaxImportRows),
-			ImportProgressRows: int(cfg.ImportProgressRows),
-			AdminToken:         cfg.AdminToken,
+			MaxBodyBytes:           cfg.MaxBodyBytes,
+			MaxImportBytes:         cfg.MaxImportBytes,
+			MaxImportRows:          int(cfg.MaxImportRows),
+			ImportProgressRows:     int(cfg.ImportProgressRows),
+			AdminToken:             cfg.AdminToken,
+			ProductsV1DeprecatedAt: cfg.ProductsV1DeprecatedAt,
+			ProductsV1Sunset:       cfg.ProductsV1Sunset,
 		},
 		Telemetry: tel,
 		Products:  db,

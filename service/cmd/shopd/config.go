@@ -23,6 +23,8 @@ type config struct {
 	CheckoutLockTimeout      time.Duration // CHECKOUT_LOCK_TIMEOUT (default 2s)
 	CheckoutStatementTimeout time.Duration // CHECKOUT_STATEMENT_TIMEOUT (default 5s)
 
+	SearchStatementTimeout time.Duration // SEARCH_STATEMENT_TIMEOUT (default 2s)
+
 	IdempotencyKeyTTL  time.Duration // IDEMPOTENCY_KEY_TTL: how long a checkout's key is honoured (default 24h)
 	IdempotencyCleanup time.Duration // IDEMPOTENCY_CLEANUP_INTERVAL: how often expired keys are deleted (default 10m)
 
@@ -43,6 +45,11 @@ type config struct {
 	// RELAY_MAX_ATTEMPTS, RELAY_LEASE, RELAY_BACKOFF_BASE, RELAY_BACKOFF_MAX,
 	// RELAY_RETENTION; SendTimeout is SMTP_TIMEOUT.
 	Relay postgres.RelayConfig
+
+	// PRODUCTS_V1_DEPRECATED_AT and PRODUCTS_V1_SUNSET (RFC 3339 date or
+	// time); zero means httpapi's defaults.
+	ProductsV1DeprecatedAt time.Time
+	ProductsV1Sunset       time.Time
 }
 
 // production reports whether APP_ENV says the service runs in production.
@@ -58,6 +65,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		CheckoutStatementTimeout: postgres.DefaultCheckoutStatementTimeout,
 		IdempotencyKeyTTL:        postgres.DefaultIdempotencyTTL,
 		IdempotencyCleanup:       10 * time.Minute,
+		SearchStatementTimeout:   2 * time.Second,
 		MaxBodyBytes:             1 << 20,
 		MaxImportBytes:           50 << 20,
 		MaxImportRows:            100_000,
@@ -104,6 +112,19 @@ func loadConfig(getenv func(string) string) (config, error) {
 			*dst = d
 		}
 	}
+	timeVar := func(name string, dst *time.Time) {
+		if v := getenv(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				t, err = time.Parse(time.DateOnly, v)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q must be a date (2027-06-01) or an RFC 3339 time (2027-06-01T00:00:00Z)", name, v))
+				return
+			}
+			*dst = t
+		}
+	}
 	maxConns := int64(c.DBMaxConns)
 	intVar("DB_MAX_CONNS", &maxConns)
 	c.DBMaxConns = int32(min(maxConns, 1000))
@@ -118,6 +139,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.IdempotencyCleanup <= 0 {
 		errs = append(errs, fmt.Errorf("IDEMPOTENCY_CLEANUP_INTERVAL must be positive"))
+	}
+	durVar("SEARCH_STATEMENT_TIMEOUT", &c.SearchStatementTimeout)
+	timeVar("PRODUCTS_V1_DEPRECATED_AT", &c.ProductsV1DeprecatedAt)
+	timeVar("PRODUCTS_V1_SUNSET", &c.ProductsV1Sunset)
+	if !c.ProductsV1DeprecatedAt.IsZero() && !c.ProductsV1Sunset.IsZero() && c.ProductsV1Sunset.Before(c.ProductsV1DeprecatedAt) {
+		errs = append(errs, fmt.Errorf("PRODUCTS_V1_SUNSET must not be before PRODUCTS_V1_DEPRECATED_AT"))
 	}
 	intVar("MAX_BODY_BYTES", &c.MaxBodyBytes)
 	intVar("MAX_IMPORT_BYTES", &c.MaxImportBytes)

@@ -178,9 +178,13 @@ func TestRunEndToEnd(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	t.Parallel()
-	for _, env := range []map[string]string{{"PORT": "x"}, {"DB_MAX_CONNS": "-1"}, {"CHECKOUT_LOCK_TIMEOUT": "soon"},
+	for _, env := range []map[string]string{
+		{"PORT": "x"}, {"DB_MAX_CONNS": "-1"}, {"CHECKOUT_LOCK_TIMEOUT": "soon"},
 		{"CHECKOUT_ACQUIRE_TIMEOUT": "-1s"}, {"IDEMPOTENCY_KEY_TTL": "0s"}, {"IDEMPOTENCY_CLEANUP_INTERVAL": "daily"},
-		{"MAX_IMPORT_ROWS": "0"}, {"MAX_IMPORT_BYTES": "lots"}, {"IMPORT_PROGRESS_ROWS": "-5"}} {
+		{"MAX_IMPORT_ROWS": "0"}, {"MAX_IMPORT_BYTES": "lots"}, {"IMPORT_PROGRESS_ROWS": "-5"},
+		{"SEARCH_STATEMENT_TIMEOUT": "-1s"}, {"PRODUCTS_V1_SUNSET": "next summer"}, {"PRODUCTS_V1_DEPRECATED_AT": "2027-13-01"},
+		{"PRODUCTS_V1_DEPRECATED_AT": "2027-06-01", "PRODUCTS_V1_SUNSET": "2027-01-01"},
+	} {
 		if _, err := loadConfig(func(k string) string { return env[k] }); err == nil {
 			t.Errorf("%v accepted", env)
 		}
@@ -188,7 +192,8 @@ func TestConfig(t *testing.T) {
 	c, err := loadConfig(func(string) string { return "" })
 	if err != nil || c.Addr != ":3000" || c.CheckoutAcquireTimeout != time.Second || c.CheckoutLockTimeout != 2*time.Second ||
 		c.CheckoutStatementTimeout != 5*time.Second || c.IdempotencyKeyTTL != 24*time.Hour ||
-		c.MaxImportRows < 100_000 || c.AdminToken != "" || c.production() {
+		c.MaxImportRows < 100_000 || c.AdminToken != "" || c.production() ||
+		c.SearchStatementTimeout != 2*time.Second || !c.ProductsV1Sunset.IsZero() {
 		t.Errorf("defaults: %+v %v", c, err)
 	}
 	env := map[string]string{"CHECKOUT_ACQUIRE_TIMEOUT": "250ms", "CHECKOUT_LOCK_TIMEOUT": "500ms", "CHECKOUT_STATEMENT_TIMEOUT": "3s",
@@ -197,6 +202,13 @@ func TestConfig(t *testing.T) {
 	if err != nil || c.CheckoutAcquireTimeout != 250*time.Millisecond || c.CheckoutLockTimeout != 500*time.Millisecond ||
 		c.CheckoutStatementTimeout != 3*time.Second || c.IdempotencyKeyTTL != time.Hour || c.IdempotencyCleanup != 30*time.Second {
 		t.Errorf("from env: %+v %v", c, err)
+	}
+	env = map[string]string{"SEARCH_STATEMENT_TIMEOUT": "750ms", "PRODUCTS_V1_DEPRECATED_AT": "2026-12-01", "PRODUCTS_V1_SUNSET": "2027-06-01T12:00:00+02:00"}
+	c, err = loadConfig(func(k string) string { return env[k] })
+	if err != nil || c.SearchStatementTimeout != 750*time.Millisecond ||
+		!c.ProductsV1DeprecatedAt.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)) ||
+		!c.ProductsV1Sunset.Equal(time.Date(2027, 6, 1, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("configured: %+v %v", c, err)
 	}
 }
 

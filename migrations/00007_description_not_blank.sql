@@ -1,0 +1,31 @@
+-- +goose NO TRANSACTION
+-- +goose Up
+-- Step 1 of "every product has a description" (docs/api-evolution.md).
+-- "Missing" gets exactly one representation, NULL, so that the backfill
+-- worklist (GET /admin/products/missing-description) and the final
+-- NOT NULL constraint see the same rows. What this does NOT add yet, and
+-- why: CHECK (description IS NOT NULL), even NOT VALID, is enforced on every
+-- INSERT and on every UPDATE of any row, old ones included: it would break
+-- POST /products (v1, description optional until its sunset), the import,
+-- and every checkout of one of the products still without a description
+-- (the stock UPDATE rewrites the row). It comes after the backfill.
+
+-- Blank descriptions (older clients sent "") become NULL: missing.
+UPDATE products SET description = NULL
+WHERE description IS NOT NULL AND btrim(description, E' \t\r\n') = '';
+
+-- NOT VALID then VALIDATE, in separate transactions: adding takes a brief
+-- ACCESS EXCLUSIVE lock without scanning; validating scans under SHARE
+-- UPDATE EXCLUSIVE, which lets reads and writes go on.
+ALTER TABLE products ADD CONSTRAINT products_description_not_blank
+    CHECK (description IS NULL OR btrim(description, E' \t\r\n') <> '') NOT VALID;
+ALTER TABLE products VALIDATE CONSTRAINT products_description_not_blank;
+
+-- The backfill worklist, newest first, and its count (the readiness
+-- figure) read only the rows still missing a description.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS products_missing_description_idx
+    ON products (created_at DESC, id DESC) WHERE description IS NULL;
+
+-- +goose Down
+DROP INDEX CONCURRENTLY IF EXISTS products_missing_description_idx;
+ALTER TABLE products DROP CONSTRAINT IF EXISTS products_description_not_blank;
