@@ -25,13 +25,14 @@ var errRowsInvalid = errors.New("import stopped at an invalid row")
 // handleImport is POST /admin/products/import. The body (JSON, NDJSON or
 // CSV by Content-Type) is decoded one row at a time while the store copies
 // the rows into the database, so neither the payload nor its rows are ever
-// held whole. Rows are validated with POST /products' rules. By default
+// held whole. Rows are validated with the rules POST /products (v1) has at
+// the time, so from v1's sunset on they need a description too. By default
 // one bad row aborts the COPY and rolls everything back; the 400 lists the
 // first shop.MaxReportedRows bad rows (index, field, message) and counts
 // them all, reading the rest of the body to do so. ?onError=skip imports
 // the valid rows and reports the skipped ones. More than cfg.MaxImportRows
 // rows or cfg.MaxImportBytes bytes is a 413, with nothing written.
-func handleImport(tel *telemetry.Telemetry, products shop.ProductStore, cfg Config) http.Handler {
+func handleImport(tel *telemetry.Telemetry, products shop.ProductStore, cfg Config, v1 apiVersion) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		skip, err := importOnError(r)
@@ -54,7 +55,7 @@ func handleImport(tel *telemetry.Telemetry, products shop.ProductStore, cfg Conf
 		body := &countingReader{r: http.MaxBytesReader(w, r.Body, cfg.MaxImportBytes)}
 		src := &importSource{
 			rows:    newRowReader(format, body),
-			check:   shop.NewRowChecker(shop.ProductRules{}),
+			check:   shop.NewRowChecker(v1.rulesAt(start)),
 			skip:    skip,
 			maxRows: cfg.MaxImportRows,
 			every:   cfg.ImportProgressRows,

@@ -51,19 +51,6 @@ func (e *testEnv) post(path, body string, headers ...string) (response, error) {
 	return response{status: res.StatusCode, header: res.Header, body: b}, err
 }
 
-// waitSum polls the captured metrics until the sum of name with tags is
-// want (samples arrive asynchronously) and returns the last sum seen.
-func (e *testEnv) waitSum(name string, want float64, tags ...string) float64 {
-	deadline := time.Now().Add(telemetrytest.WaitTimeout)
-	for {
-		got := e.stats.Sum(name, tags...)
-		if got == want || time.Now().After(deadline) {
-			return got
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // lowStockProducts inserts n products with stock 2..12 and returns their
 // ids and initial stock.
 func lowStockProducts(t *testing.T, e *testEnv, n int) ([]string, map[string]int) {
@@ -186,9 +173,7 @@ func TestCheckoutRandomCartsNeverOversell(t *testing.T) {
 	}
 
 	for outcome, want := range map[string]int{"success": counts[201], "insufficient_stock": counts[409], "conflict": 0, "timeout": 0, "error": 0} {
-		if got := e.waitSum(telemetry.MetricCheckoutOutcomes, float64(want), "outcome:"+outcome); int(got) != want {
-			t.Errorf("checkout.outcomes{outcome:%s} = %v, want %d", outcome, got, want)
-		}
+		e.stats.WaitForSum(t, telemetrytest.Equals(float64(want)), telemetry.MetricCheckoutOutcomes, "outcome:"+outcome)
 	}
 }
 
@@ -434,9 +419,7 @@ func TestCheckoutBoundedWaits(t *testing.T) {
 		if elapsed > bound {
 			t.Errorf("answered after %s, want within %s", elapsed, bound)
 		}
-		if got := e.waitSum(telemetry.MetricCheckoutOutcomes, 1, "outcome:timeout"); got != 1 {
-			t.Errorf("checkout.outcomes{outcome:timeout} = %v, want 1", got)
-		}
+		e.stats.WaitForSum(t, telemetrytest.Equals(1), telemetry.MetricCheckoutOutcomes, "outcome:timeout")
 		if e.logs.FilterMessage("checkout timeout").Len() != 1 {
 			t.Error("the timeout was not logged")
 		}
@@ -569,9 +552,7 @@ func TestCheckoutTelemetry(t *testing.T) {
 
 	t.Run("Metrics", func(t *testing.T) {
 		for outcome, want := range map[string]float64{"success": 1, "idempotent_replay": 1, "insufficient_stock": 1, "rejected": 1} {
-			if got := e.waitSum(telemetry.MetricCheckoutOutcomes, want, "outcome:"+outcome); got != want {
-				t.Errorf("checkout.outcomes{outcome:%s} = %v, want %v", outcome, got, want)
-			}
+			e.stats.WaitForSum(t, telemetrytest.Equals(want), telemetry.MetricCheckoutOutcomes, "outcome:"+outcome)
 		}
 		if m := e.stats.WaitFor(t, telemetry.MetricCheckoutOrderItems); m.Value != 3 {
 			t.Errorf("checkout.order.items = %v, want 3", m.Value)

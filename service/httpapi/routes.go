@@ -12,7 +12,8 @@ func addRoutes(r *mux.Router, d Deps) {
 	r.Handle("/ready", handleReady(tel, d.DB, cfg.ReadyTimeout)).Methods("GET", "HEAD")
 
 	r.Handle("/products", handleListProducts(tel, d.Products)).Methods("GET") // ?page= | ?cursor= | ?q=
-	r.Handle("/products", handleCreateProduct(tel, d.Products, cfg.MaxBodyBytes, productsV1(cfg.ProductsV1DeprecatedAt, cfg.ProductsV1Sunset))).Methods("POST")
+	v1 := productsV1(cfg.ProductsV1DeprecatedAt, cfg.ProductsV1Sunset)
+	r.Handle("/products", handleCreateProduct(tel, d.Products, cfg.MaxBodyBytes, v1)).Methods("POST")
 	r.Handle("/products/v2", handleCreateProduct(tel, d.Products, cfg.MaxBodyBytes, productsV2())).Methods("POST")
 	r.Handle("/products/{id}", handleGetProduct(tel, d.Products)).Methods("GET")
 	r.Handle("/products/{id}", handlePatchProduct(tel, d.Products, cfg.MaxBodyBytes)).Methods("PATCH")
@@ -22,7 +23,7 @@ func addRoutes(r *mux.Router, d Deps) {
 
 	// Every /admin/* route requires the admin token when one is set
 	// (requireAdmin, installed on the router in NewServer).
-	r.Handle("/admin/products/import", handleImport(tel, d.Products, cfg)).Methods("POST")
+	r.Handle("/admin/products/import", handleImport(tel, d.Products, cfg, v1)).Methods("POST")
 	r.Handle("/admin/inventory/low", handleLowInventory(tel, d.Products)).Methods("GET")
 	r.Handle("/admin/products/missing-description", handleMissingDescription(tel, d.Products)).Methods("GET")
 

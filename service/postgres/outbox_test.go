@@ -199,26 +199,6 @@ func byOrder(t *testing.T, msgs []smtptest.Message) map[string]smtptest.Message 
 	return out
 }
 
-// sumReaches flushes and polls the capture until the sum of name's samples
-// with tags satisfies ok, and returns it; it fails the test after 5s.
-func sumReaches(t *testing.T, c *telemetrytest.StatsdCapture, ok func(float64) bool, name string, tags ...string) float64 {
-	t.Helper()
-	deadline := time.Now().Add(telemetrytest.WaitTimeout)
-	for {
-		v := c.Sum(name, tags...)
-		if ok(v) {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("%s%v: sum %v after %v", name, tags, v, telemetrytest.WaitTimeout)
-			return v
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func equals(want float64) func(float64) bool { return func(v float64) bool { return v == want } }
-
 func TestOutbox(t *testing.T) {
 	t.Parallel()
 
@@ -402,8 +382,8 @@ func TestOutbox(t *testing.T) {
 				t.Errorf("order %s never mailed", id)
 			}
 		}
-		sumReaches(t, e.stats, func(v float64) bool { return v >= 20 }, telemetry.MetricOutboxRetried, "reason:"+postgres.ReasonUnavailable)
-		sumReaches(t, e.stats, equals(n), telemetry.MetricOutboxSent)
+		e.stats.WaitForSum(t, func(v float64) bool { return v >= 20 }, telemetry.MetricOutboxRetried, "reason:"+postgres.ReasonUnavailable)
+		e.stats.WaitForSum(t, telemetrytest.Equals(n), telemetry.MetricOutboxSent)
 		if dead := e.count(t, `SELECT count(*) FROM outbox WHERE status = 'dead'`); dead != 0 {
 			t.Errorf("%d dead events", dead)
 		}
@@ -441,7 +421,7 @@ func TestOutbox(t *testing.T) {
 			}
 			t.Logf("%s sent %d of %d", r, c, n)
 		}
-		sumReaches(t, e.stats, equals(n), telemetry.MetricOutboxSent)
+		e.stats.WaitForSum(t, telemetrytest.Equals(n), telemetry.MetricOutboxSent)
 		if lost := e.stats.Sum(telemetry.MetricOutboxLeaseLost); lost != 0 {
 			t.Errorf("outbox.lease_lost = %v", lost)
 		}
@@ -509,8 +489,8 @@ func TestOutbox(t *testing.T) {
 		if attempts != 3 || !strings.Contains(lastErr, "451") {
 			t.Errorf("attempts %d, last_error %q", attempts, lastErr)
 		}
-		sumReaches(t, e.stats, equals(1), telemetry.MetricOutboxDead, "reason:"+postgres.ReasonMaxAttempts)
-		sumReaches(t, e.stats, equals(2), telemetry.MetricOutboxRetried)
+		e.stats.WaitForSum(t, telemetrytest.Equals(1), telemetry.MetricOutboxDead, "reason:"+postgres.ReasonMaxAttempts)
+		e.stats.WaitForSum(t, telemetrytest.Equals(2), telemetry.MetricOutboxRetried)
 		parked := e.logs.FilterMessageSnippet("parked as dead").AllUntimed()
 		if len(parked) != 1 || parked[0].ContextMap()["order_id"] != o.ID || parked[0].ContextMap()["reason"] != postgres.ReasonMaxAttempts {
 			t.Errorf("dead log lines: %+v", parked)
@@ -553,7 +533,7 @@ func TestOutbox(t *testing.T) {
 		if n := e.count(t, `SELECT count(*) FROM outbox WHERE status = 'dead' AND attempts = 1`); n != 2 {
 			t.Errorf("%d dead after one attempt", n)
 		}
-		sumReaches(t, e.stats, equals(2), telemetry.MetricOutboxDead, "reason:"+postgres.ReasonRejected)
+		e.stats.WaitForSum(t, telemetrytest.Equals(2), telemetry.MetricOutboxDead, "reason:"+postgres.ReasonRejected)
 		if n, err := e.db.RequeueDead(ctx, nil); err != nil || n != 2 {
 			t.Errorf("requeue all: %d %v", n, err)
 		}
@@ -589,7 +569,7 @@ func TestOutbox(t *testing.T) {
 			}
 			return e.count(t, `SELECT count(*) FROM outbox WHERE status = 'sent'`) == 3
 		})
-		sumReaches(t, e.stats, equals(3), telemetry.MetricOutboxSent)
+		e.stats.WaitForSum(t, telemetrytest.Equals(3), telemetry.MetricOutboxSent)
 		waitUntil(t, telemetrytest.WaitTimeout, "SMTP duration samples with outcome ok", func() bool {
 			e.stats.Flush()
 			return len(e.stats.Find(telemetry.MetricMailSMTPDuration, "outcome:ok")) == 3

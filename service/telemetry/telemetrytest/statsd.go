@@ -182,6 +182,29 @@ func (c *StatsdCapture) Sum(name string, tags ...string) float64 {
 	return s
 }
 
+// WaitForSum flushes and polls until the sum of name's samples with tags
+// satisfies ok (counts arrive in separate packets, later than other
+// metrics of the same event), and returns it; after WaitTimeout it fails
+// the test.
+func (c *StatsdCapture) WaitForSum(t testing.TB, ok func(float64) bool, name string, tags ...string) float64 {
+	t.Helper()
+	deadline := time.Now().Add(WaitTimeout)
+	for {
+		v := c.Sum(name, tags...)
+		if ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("telemetrytest: %s%v: sum %v after %v", name, tags, v, WaitTimeout)
+			return v
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Equals is a WaitForSum condition: the sum is want.
+func Equals(want float64) func(float64) bool { return func(v float64) bool { return v == want } }
+
 // WaitFor flushes the clients and polls until a sample named name with all of
 // tags has arrived, and returns the latest such sample; after WaitTimeout it
 // fails the test, listing the samples of that name it did see.
