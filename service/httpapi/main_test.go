@@ -41,7 +41,7 @@ func newEnv(t testing.TB, configure ...func(*pgxpool.Config)) *testEnv {
 		t.Fatal(err)
 	}
 	tel, stats, logs := telemetrytest.New(t)
-	h := httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: db, Orders: db, Reports: db, DB: db})
+	h := httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: db, Orders: db, Reports: postgres.NewReports(db.Pool, 0), DB: db})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &testEnv{db: db, srv: srv, tel: tel, stats: stats, logs: logs}

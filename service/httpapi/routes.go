@@ -22,5 +22,5 @@ func addRoutes(r *mux.Router, d Deps) {
 	r.Handle("/admin/products/import", handleImport(tel, d.Products, cfg.MaxImportBytes)).Methods("POST")
 	r.Handle("/admin/inventory/low", handleLowInventory(tel, d.Products)).Methods("GET")
 
-	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports)).Methods("GET")
+	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports, newReportLimiter(tel, cfg.ReportsMaxConcurrent), cfg)).Methods("GET")
 }

@@ -127,7 +127,12 @@ func unavailable(err error) *shop.Error {
 // inTx runs fn in a transaction that it commits when fn returns nil and
 // rolls back otherwise. setup statements (SET LOCAL ...) run first.
 func inTx(ctx context.Context, pool *pgxpool.Pool, setup []string, fn func(pgx.Tx) error) error {
-	tx, err := pool.Begin(ctx)
+	return inTxWith(ctx, pool, pgx.TxOptions{}, setup, fn)
+}
+
+// inTxWith is inTx with transaction options (e.g. read only).
+func inTxWith(ctx context.Context, pool *pgxpool.Pool, opts pgx.TxOptions, setup []string, fn func(pgx.Tx) error) error {
+	tx, err := pool.BeginTx(ctx, opts)
 	if err != nil {
 		return err
 	}

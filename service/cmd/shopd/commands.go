@@ -34,6 +34,19 @@ func openPool(ctx context.Context, cfg config, tel *telemetry.Telemetry) (*pgxpo
 	return pgxpool.NewWithConfig(ctx, pc)
 }
 
+// openReportsPool opens the reports' own small pool (REPORTS_*), with
+// application_name "<app>.reports" and its own query tracer tagged
+// pool:reports: reports can exhaust it, never the main pool.
+func openReportsPool(ctx context.Context, cfg config, tel *telemetry.Telemetry) (*pgxpool.Pool, error) {
+	tracer := telemetry.NewQueryTracer(tel).WithPoolName("reports")
+	pc, err := postgres.PoolConfig(cfg.ReportsDatabaseURL, cfg.AppName+".reports", tracer)
+	if err != nil {
+		return nil, fmt.Errorf("reports pool: %w", err)
+	}
+	pc.MaxConns = cfg.ReportsMaxConns
+	return pgxpool.NewWithConfig(ctx, pc)
+}
+
 func serve(ctx context.Context, cfg config, getenv func(string) string, stdout io.Writer) error {
 	tcfg, err := telemetry.ConfigFromEnv(getenv)
 	if err != nil {
@@ -55,17 +68,32 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	db := postgres.New(pool)
 	db.CheckoutTimeouts = postgres.Timeouts{Lock: cfg.CheckoutLockTimeout, Statement: cfg.CheckoutStatementTimeout}
 
+	reportsPool, err := openReportsPool(ctx, cfg, tel)
+	if err != nil {
+		return err
+	}
+	defer reportsPool.Close()
+	reports := postgres.NewReports(reportsPool, cfg.ReportsStatementTimeout)
+	if cfg.ReportsMaxConcurrent > int(cfg.ReportsMaxConns) {
+		log.Warn("REPORTS_MAX_CONCURRENT exceeds REPORTS_MAX_CONNS: admitted reports will queue for connections",
+			zap.Int("max_concurrent", cfg.ReportsMaxConcurrent), zap.Int32("max_conns", cfg.ReportsMaxConns))
+	}
+
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	go telemetry.ReportPoolStats(bg, tel, "main", pool, 10*time.Second)
+	go telemetry.ReportPoolStats(bg, tel, "reports", reportsPool, 10*time.Second)
 	go telemetry.SampleLockWaits(bg, tel, pool, time.Second)
 
 	handler := httpapi.NewServer(httpapi.Deps{
-		Config:    httpapi.Config{MaxBodyBytes: cfg.MaxBodyBytes, MaxImportBytes: cfg.MaxImportBytes},
+		Config: httpapi.Config{
+			MaxBodyBytes: cfg.MaxBodyBytes, MaxImportBytes: cfg.MaxImportBytes,
+			ReportsMaxConcurrent: cfg.ReportsMaxConcurrent, ReportMaxDuration: cfg.ReportsMaxDuration,
+		},
 		Telemetry: tel,
 		Products:  db,
 		Orders:    db,
-		Reports:   db,
+		Reports:   reports,
 		DB:        db,
 	})
 	srv := &http.Server{
@@ -95,6 +123,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 		_ = srv.Close()
 	}
 	stopBG()
+	reportsPool.Close()
 	pool.Close()
 	log.Info("stopped")
 	return nil

@@ -19,6 +19,12 @@ type config struct {
 
 	MaxBodyBytes   int64 // MAX_BODY_BYTES (default 1 MiB)
 	MaxImportBytes int64 // MAX_IMPORT_BYTES (default 50 MiB)
+
+	ReportsDatabaseURL      string        // REPORTS_DATABASE_URL: the reports pool's database, e.g. a read replica (default DATABASE_URL)
+	ReportsMaxConns         int32         // REPORTS_MAX_CONNS: size of the reports pool (default 3)
+	ReportsMaxConcurrent    int           // REPORTS_MAX_CONCURRENT: reports running at once, 429 beyond (default REPORTS_MAX_CONNS)
+	ReportsStatementTimeout time.Duration // REPORTS_STATEMENT_TIMEOUT: Postgres statement_timeout of report statements (default 30s)
+	ReportsMaxDuration      time.Duration // REPORTS_MAX_DURATION: longest a report may take, download included (default 5m)
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -30,6 +36,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		CheckoutStatementTimeout: 5 * time.Second,
 		MaxBodyBytes:             1 << 20,
 		MaxImportBytes:           50 << 20,
+		ReportsMaxConns:          3,
+		ReportsStatementTimeout:  30 * time.Second,
+		ReportsMaxDuration:       5 * time.Minute,
 	}
 	port := getenv("PORT")
 	if port == "" {
@@ -72,6 +81,21 @@ func loadConfig(getenv func(string) string) (config, error) {
 	durVar("CHECKOUT_STATEMENT_TIMEOUT", &c.CheckoutStatementTimeout)
 	intVar("MAX_BODY_BYTES", &c.MaxBodyBytes)
 	intVar("MAX_IMPORT_BYTES", &c.MaxImportBytes)
+	c.ReportsDatabaseURL = c.DatabaseURL
+	if v := getenv("REPORTS_DATABASE_URL"); v != "" {
+		c.ReportsDatabaseURL = v
+	}
+	reportConns := int64(c.ReportsMaxConns)
+	intVar("REPORTS_MAX_CONNS", &reportConns)
+	c.ReportsMaxConns = int32(min(reportConns, 1000))
+	reportsConcurrent := int64(c.ReportsMaxConns)
+	intVar("REPORTS_MAX_CONCURRENT", &reportsConcurrent)
+	c.ReportsMaxConcurrent = int(min(reportsConcurrent, 1000))
+	durVar("REPORTS_STATEMENT_TIMEOUT", &c.ReportsStatementTimeout)
+	durVar("REPORTS_MAX_DURATION", &c.ReportsMaxDuration)
+	if c.ReportsMaxDuration == 0 {
+		errs = append(errs, fmt.Errorf("REPORTS_MAX_DURATION must be positive"))
+	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("configuration: %v", errs)
 	}
