@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt bench-orders clean
+.PHONY: build run test vet fmt bench-orders bench-reports clean
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -36,6 +36,12 @@ fmt:
 ## bench-orders: GET /orders for the heavy user vs a query-per-order loop
 bench-orders:
 	$(GO) test -run '^$$' -bench 'OrderHistory' -benchtime 200x -count 1 ./service/httpapi/
+
+## bench-reports: /health and GET /products latency idle vs while clients
+## download a 100,000-order report in a loop, and shopd's peak memory
+## (a fresh database, shopd on a free port; flags: BENCH_REPORTS_FLAGS="-downloaders 8")
+bench-reports: build
+	$(GO) run ./bench/reports -shopd $(BIN) $(BENCH_REPORTS_FLAGS)
 
 clean:
 	rm -rf bin

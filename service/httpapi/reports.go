@@ -42,14 +42,17 @@ type reportFormat struct {
 	ext         string // the file name extension, also the ?format= value
 	contentType string
 	newEncoder  func(io.Writer) reportEncoder
+	// figures: the encoder prints the summary's figures (else it needs
+	// only the user, and the download skips the aggregate query).
+	figures bool
 }
 
 // reportFormats are the values of ?format=; without it the answer is the
 // original's JSON summary.
 var reportFormats = map[string]reportFormat{
-	"txt":    {"txt", "text/plain; charset=utf-8", newTextReport},
-	"csv":    {"csv", "text/csv; charset=utf-8", newCSVReport},
-	"ndjson": {"ndjson", "application/x-ndjson", newNDJSONReport},
+	"txt":    {"txt", "text/plain; charset=utf-8", newTextReport, true},
+	"csv":    {"csv", "text/csv; charset=utf-8", newCSVReport, false},
+	"ndjson": {"ndjson", "application/x-ndjson", newNDJSONReport, false},
 }
 
 // formatJSON tags the JSON summary in metrics.
@@ -443,7 +446,13 @@ func (e cutOffError) Unwrap() error { return e.err }
 // clientGoneError when the client went away, a cutOffError for a failure
 // after the status was sent.
 func streamReport(ctx context.Context, w http.ResponseWriter, r *http.Request, tel *telemetry.Telemetry, reports shop.ReportStore, userID string, f reportFormat, maxDuration time.Duration, rows *int64) error {
-	sum, err := reports.ReportSummary(ctx, userID)
+	var sum shop.ReportSummary
+	var err error
+	if f.figures {
+		sum, err = reports.ReportSummary(ctx, userID)
+	} else {
+		sum.User, err = reports.ReportUser(ctx, userID)
+	}
 	if err != nil {
 		err = timeoutCause(ctx, err)
 		writeError(w, r, tel, err)

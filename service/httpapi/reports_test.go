@@ -709,27 +709,29 @@ func TestReportPoolExhausted(t *testing.T) {
 func TestReportTimeouts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	var lockMu sync.Mutex
+	var mu sync.Mutex
+	var locker *pgxpool.Pool
 	var lockTx pgx.Tx
-	var lockPool *pgxpool.Pool
-	lockOrders := func(context.Context) {
-		lockMu.Lock()
-		defer lockMu.Unlock()
-		if lockPool == nil || lockTx != nil {
+	// lock takes an ACCESS EXCLUSIVE lock on table until unlock.
+	lock := func(table string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if locker == nil || lockTx != nil {
 			return
 		}
-		tx, err := lockPool.Begin(ctx)
-		if err != nil {
-			panic(err)
+		tx, err := locker.Begin(ctx)
+		if err == nil {
+			_, err = tx.Exec(ctx, `LOCK TABLE `+table+` IN ACCESS EXCLUSIVE MODE`)
 		}
-		if _, err := tx.Exec(ctx, `LOCK TABLE orders IN ACCESS EXCLUSIVE MODE`); err != nil {
-			panic(err)
+		if err != nil {
+			t.Errorf("lock %s: %v", table, err)
+			return
 		}
 		lockTx = tx
 	}
 	unlock := func() {
-		lockMu.Lock()
-		defer lockMu.Unlock()
+		mu.Lock()
+		defer mu.Unlock()
 		if lockTx != nil {
 			_ = lockTx.Rollback(ctx)
 			lockTx = nil
@@ -737,27 +739,30 @@ func TestReportTimeouts(t *testing.T) {
 	}
 	defer unlock()
 	e := newReportEnv(t, reportOpts{statementTimeout: 300 * time.Millisecond, wrap: func(s shop.ReportStore) shop.ReportStore {
-		return hookedReports{ReportStore: s, beforeStream: lockOrders}
+		return hookedReports{ReportStore: s, beforeStream: func(context.Context) { lock("orders") }}
 	}})
-	lockMu.Lock()
-	lockPool = e.db.Pool
-	lockMu.Unlock()
+	mu.Lock()
+	locker = e.db.Pool
+	mu.Unlock()
 	heavy := e.id(t, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`)
 
 	t.Run("BeforeFirstByte", func(t *testing.T) {
-		lockOrders(ctx)
+		// Every report starts by reading the user, whose table is locked.
+		lock("users")
 		defer unlock()
-		res := e.get(t, "/reports/orders/"+heavy+"?format=csv")
-		checkProblem(t, res, http.StatusServiceUnavailable)
-		if res.header.Get("Retry-After") == "" {
-			t.Error("no Retry-After")
+		for _, format := range []string{"json", "txt", "csv", "ndjson"} {
+			res := e.get(t, "/reports/orders/"+heavy+"?format="+strings.TrimPrefix(format, "json"))
+			checkProblem(t, res, http.StatusServiceUnavailable)
+			if res.header.Get("Retry-After") == "" {
+				t.Errorf("%s: no Retry-After", format)
+			}
+			e.stats.WaitFor(t, telemetry.MetricReportDuration, "format:"+format, "outcome:unavailable")
 		}
-		e.stats.WaitFor(t, telemetry.MetricReportDuration, "format:csv", "outcome:unavailable")
 	})
 
 	t.Run("MidStream", func(t *testing.T) {
 		// The summary runs, the header is sent, then the lines wait for
-		// the lock that beforeStream takes, past the statement timeout.
+		// the lock on orders that beforeStream takes, past the timeout.
 		defer unlock()
 		res, err := e.srv.Client().Get(e.srv.URL + "/reports/orders/" + heavy + "?format=txt")
 		if err != nil {
@@ -792,4 +797,34 @@ func TestReportMaxDuration(t *testing.T) {
 	}
 	e.stats.WaitFor(t, telemetry.MetricReportDuration, "format:ndjson", "outcome:unavailable")
 	e.stats.WaitForMatch(t, telemetry.MetricReportsInFlight, func(m telemetrytest.Metric) bool { return m.Value == 0 })
+}
+
+// TestReportSlowClient: a client that stops reading cannot hold a report
+// slot or its transaction beyond REPORTS_MAX_DURATION: the write deadline
+// frees them.
+func TestReportSlowClient(t *testing.T) {
+	t.Parallel()
+	e := newReportEnv(t, reportOpts{maxDuration: time.Second})
+	user := e.bulkUser(t, 5000) // 12,500 lines, about 4 MB of NDJSON
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(conn, "GET /reports/orders/%s?format=ndjson HTTP/1.1\r\nHost: test\r\n\r\n", user)
+	head := make([]byte, 1024)
+	if _, err := io.ReadFull(conn, head); err != nil || !strings.HasPrefix(string(head), "HTTP/1.1 200") {
+		t.Fatalf("%v: %q", err, head)
+	}
+	// The client keeps its connection open and reads nothing more.
+	e.stats.WaitForMatch(t, telemetry.MetricReportsInFlight, func(m telemetrytest.Metric) bool { return m.Value == 1 })
+	waitUntil(t, 10*time.Second, "the stalled report still holds its slot", func() bool {
+		e.stats.Flush()
+		f := e.stats.Find(telemetry.MetricReportsInFlight)
+		return len(f) > 0 && f[len(f)-1].Value == 0
+	})
+	if n := e.reportSessions(t, `(state <> 'idle' OR xact_start IS NOT NULL)`); n != 0 {
+		t.Errorf("%d report transactions still open", n)
+	}
 }

@@ -188,6 +188,10 @@ type ReportStore interface {
 	// aggregates in the database. Errors: ENOTFOUND, EUNAVAILABLE (the
 	// database is down, or the statement timeout struck), EINTERNAL.
 	ReportSummary(ctx context.Context, userID string) (ReportSummary, error)
+	// ReportUser returns the user a report is about, without computing
+	// anything (for formats that need no figures). Errors: ENOTFOUND,
+	// EUNAVAILABLE, EINTERNAL.
+	ReportUser(ctx context.Context, userID string) (User, error)
 	// StreamReport calls fn for each order line of the user, newest order
 	// first, at most limit lines (0: all), without holding them in memory.
 	// It stops at fn's first error or when ctx ends, cancelling the query
