@@ -4,11 +4,13 @@
 // It creates a fresh database on a PostgreSQL server, seeds the demo data
 // plus one user with -orders orders (generated in SQL), starts bin/shopd
 // on a free port, and measures GET /health and GET /products with vegeta
-// twice in one run: idle, then while -downloaders clients download that
-// user's full report in a loop (honouring 429 + Retry-After). It prints
-// the latency percentiles of both phases and their ratio, and shopd's
-// resident memory before and at its peak (VmRSS, VmHWM from /proc), and
-// writes them to -out as JSON. The database is dropped at the end.
+// in -rounds rounds of two phases: idle, then while -downloaders clients
+// download that user's full report in a loop (honouring 429 +
+// Retry-After). Alternating the phases within one run spreads the noise of
+// a shared machine over both alike. It prints the latency percentiles of
+// each phase over all rounds and their ratios, and shopd's resident memory
+// before the reports and at its peak (VmRSS, VmHWM from /proc), and writes
+// them to -out as JSON. The database is dropped at the end.
 package main
 
 import (
@@ -43,6 +45,8 @@ import (
 
 type options struct {
 	shopd       string
+	shopdEnv    string
+	rounds      int
 	server      string
 	orders      int
 	downloaders int
@@ -57,14 +61,21 @@ func main() {
 	defer stop()
 	var o options
 	flag.StringVar(&o.shopd, "shopd", "bin/shopd", "shopd binary to start")
+	flag.StringVar(&o.shopdEnv, "shopd-env", "", "extra environment of shopd, comma-separated: REPORTS_MAX_CONNS=2,...")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of (idle phase, load phase): noise from outside hits both phases alike")
 	flag.StringVar(&o.server, "server", defaultServer(), "PostgreSQL server to create the benchmark database on")
 	flag.IntVar(&o.orders, "orders", 100000, "orders of the report user")
 	flag.IntVar(&o.downloaders, "downloaders", 6, "clients downloading the full report in a loop under load")
 	flag.StringVar(&o.format, "format", "csv", "report format to download: txt, csv, ndjson")
 	flag.IntVar(&o.rate, "rate", 100, "requests per second to each of /health and /products")
-	flag.DurationVar(&o.duration, "duration", 15*time.Second, "length of each measured phase")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured phase")
 	flag.StringVar(&o.out, "out", "bench/results/reports.json", "where to write the results")
+	loop := flag.String("download-loop", "", "internal: download this URL with -downloaders clients until SIGTERM, then print the counts")
 	flag.Parse()
+	if *loop != "" {
+		downloadLoop(ctx, *loop, o.downloaders)
+		return
+	}
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-reports:", err)
 		os.Exit(1)
@@ -90,7 +101,13 @@ type Latency struct {
 	Max      float64 `json:"max_ms"`
 }
 
-// Endpoint compares an endpoint idle and under report load.
+// Round is one idle phase followed by one load phase.
+type Round struct {
+	Idle map[string]Latency `json:"idle"`
+	Load map[string]Latency `json:"load"`
+}
+
+// Endpoint compares an endpoint idle and under report load, over all rounds.
 type Endpoint struct {
 	Idle     Latency `json:"idle"`
 	Load     Latency `json:"load"`
@@ -108,6 +125,8 @@ type Results struct {
 	Downloaders int                 `json:"downloaders"`
 	Rate        int                 `json:"rate_per_endpoint"`
 	Duration    string              `json:"phase_duration"`
+	Rounds      []Round             `json:"rounds"`
+	ShopdEnv    string              `json:"shopd_env,omitempty"`
 	Endpoints   map[string]Endpoint `json:"endpoints"`
 	Memory      struct {
 		BaselineRSSMB float64 `json:"baseline_rss_mb"`
@@ -134,7 +153,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("-format %q: want txt, csv or ndjson", o.format)
 	}
 	res := &Results{When: time.Now().UTC(), Orders: o.orders, Format: o.format, Downloaders: o.downloaders,
-		Rate: o.rate, Duration: o.duration.String(), Endpoints: map[string]Endpoint{},
+		Rate: o.rate, Duration: o.duration.String(), Endpoints: map[string]Endpoint{}, ShopdEnv: o.shopdEnv,
 		Machine: map[string]any{"cpus": runtime.NumCPU(), "go": runtime.Version(), "os": runtime.GOOS}}
 
 	// A fresh database with the demo data and the report user.
@@ -150,7 +169,7 @@ func run(ctx context.Context, o options) error {
 	res.Lines = lines
 
 	// shopd on a free port.
-	srv, err := startShopd(ctx, o.shopd, dsn)
+	srv, err := startShopd(ctx, o.shopd, dsn, o.shopdEnv)
 	if err != nil {
 		return err
 	}
@@ -159,7 +178,7 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("shopd pid %d on %s; user with %d orders, %d lines\n", srv.cmd.Process.Pid, base, o.orders, lines)
 
 	targets := map[string]string{"/health": base + "/health", "/products": base + "/products?page=1&limit=20"}
-	attack(targets, o.rate, 2*time.Second) // warm-up, not measured
+	attack(targets, o.rate, 2*time.Second, nil) // warm-up, not measured
 	rss, _, err := memory(srv.cmd.Process.Pid)
 	if err != nil {
 		return err
@@ -178,37 +197,38 @@ func run(ctx context.Context, o options) error {
 	res.Reports.FirstByteMS = float64(firstByte.Microseconds()) / 1000
 	fmt.Printf("one %s report: %.1f MB in %.2f s (first byte after %.1f ms)\n", o.format, res.Reports.SingleMB, res.Reports.SingleSeconds, res.Reports.FirstByteMS)
 
-	fmt.Printf("idle: %d req/s to each endpoint for %s\n", o.rate, o.duration)
-	idle := attack(targets, o.rate, o.duration)
-
-	fmt.Printf("load: the same while %d clients download the report in a loop\n", o.downloaders)
-	lctx, stopLoad := context.WithCancel(ctx)
-	var completed, rejected, bytes atomic.Int64
-	var wg sync.WaitGroup
-	for range o.downloaders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for lctx.Err() == nil {
-				n, _, status, err := download(lctx, reportURL)
-				switch {
-				case status == 200 && err == nil:
-					completed.Add(1)
-					bytes.Add(n)
-				case status == http.StatusTooManyRequests:
-					rejected.Add(1)
-					sleep(lctx, time.Duration(n)*time.Second) // n is Retry-After here
-				case lctx.Err() == nil:
-					fmt.Fprintf(os.Stderr, "download: status %d: %v\n", status, err)
-					sleep(lctx, time.Second)
-				}
-			}
-		}()
+	idle := map[string]*vegeta.Metrics{}
+	load := map[string]*vegeta.Metrics{}
+	for name := range targets {
+		idle[name], load[name] = &vegeta.Metrics{}, &vegeta.Metrics{}
 	}
-	sleep(ctx, time.Second) // let the reports get going
-	load := attack(targets, o.rate, o.duration)
-	stopLoad()
-	wg.Wait()
+	var completed, rejected, bytes atomic.Int64
+	for i := 1; i <= o.rounds; i++ {
+		fmt.Printf("round %d/%d: %d req/s to each endpoint for %s idle, then for %s while %d clients download the report in a loop\n",
+			i, o.rounds, o.rate, o.duration, o.duration, o.downloaders)
+		var r Round
+		r.Idle = attack(targets, o.rate, o.duration, idle)
+		dl, err := startDownloaders(reportURL, o.downloaders)
+		if err != nil {
+			return err
+		}
+		sleep(ctx, time.Second) // let the reports get going
+		r.Load = attack(targets, o.rate, o.duration, load)
+		counts, err := dl.stop()
+		if err != nil {
+			return err
+		}
+		completed.Add(counts.Completed)
+		rejected.Add(counts.Rejected)
+		bytes.Add(counts.Bytes)
+		res.Rounds = append(res.Rounds, r)
+		for _, name := range []string{"/health", "/products"} {
+			fmt.Printf("  %-9s p99 %7.2f ms idle, %7.2f ms under load\n", name, r.Idle[name].P99, r.Load[name].P99)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 	_, peak, err := memory(srv.cmd.Process.Pid)
 	if err != nil {
 		return err
@@ -220,7 +240,7 @@ func run(ctx context.Context, o options) error {
 
 	res.Goals.P99Within2x, res.Goals.NoFailedRequests = true, true
 	for _, name := range []string{"/health", "/products"} {
-		e := Endpoint{Idle: idle[name], Load: load[name]}
+		e := Endpoint{Idle: summarize(idle[name]), Load: summarize(load[name])}
 		e.P50Ratio, e.P99Ratio = e.Load.P50/e.Idle.P50, e.Load.P99/e.Idle.P99
 		res.Endpoints[name] = e
 		res.Goals.P99Within2x = res.Goals.P99Within2x && e.P99Ratio <= 2
@@ -294,7 +314,7 @@ type shopd struct {
 
 // startShopd starts `shopd serve` on 127.0.0.1 port 0 and waits until its
 // log says where it listens and /health answers.
-func startShopd(ctx context.Context, bin, dsn string) (*shopd, error) {
+func startShopd(ctx context.Context, bin, dsn, extraEnv string) (*shopd, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s: %w (run make build)", bin, err)
 	}
@@ -303,6 +323,9 @@ func startShopd(ctx context.Context, bin, dsn string) (*shopd, error) {
 		"DATABASE_URL="+dsn, "PORT=0", "HOST=127.0.0.1", "LOG_LEVEL=info",
 		"DD_TRACE_ENABLED=false", "DD_AGENT_HOST=127.0.0.1", "DD_DOGSTATSD_PORT=9", // discard port: metrics go nowhere
 	)
+	if extraEnv != "" {
+		cmd.Env = append(cmd.Env, strings.Split(extraEnv, ",")...)
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -393,8 +416,9 @@ func memory(pid int) (rss, peak float64, err error) {
 }
 
 // attack sends rate requests per second to each target for d, all at
-// once, and returns each target's latency summary.
-func attack(targets map[string]string, rate int, d time.Duration) map[string]Latency {
+// once, and returns each target's latency summary. Each result is also
+// added to acc[target] when acc is not nil.
+func attack(targets map[string]string, rate int, d time.Duration, acc map[string]*vegeta.Metrics) map[string]Latency {
 	out := map[string]Latency{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -406,17 +430,89 @@ func attack(targets map[string]string, rate int, d time.Duration) map[string]Lat
 			var m vegeta.Metrics
 			for r := range a.Attack(vegeta.NewStaticTargeter(vegeta.Target{Method: "GET", URL: u}), vegeta.Rate{Freq: rate, Per: time.Second}, d, name) {
 				m.Add(r)
+				if acc != nil {
+					acc[name].Add(r) // one goroutine per target: no sharing
+				}
 			}
-			m.Close()
-			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 			mu.Lock()
-			out[name] = Latency{Requests: m.Requests, Success: m.Success, P50: ms(m.Latencies.P50),
-				P95: ms(m.Latencies.P95), P99: ms(m.Latencies.P99), Max: ms(m.Latencies.Max)}
+			out[name] = summarize(&m)
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	return out
+}
+
+// summarize closes m and returns its latency summary in milliseconds.
+func summarize(m *vegeta.Metrics) Latency {
+	m.Close()
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return Latency{Requests: m.Requests, Success: m.Success, P50: ms(m.Latencies.P50),
+		P95: ms(m.Latencies.P95), P99: ms(m.Latencies.P99), Max: ms(m.Latencies.Max)}
+}
+
+// downloadCounts are what a download loop did.
+type downloadCounts struct {
+	Completed, Rejected, Bytes int64
+}
+
+// downloaders is a child process running downloadLoop: the download
+// clients live in their own process, so that their reading and garbage
+// collection do not delay vegeta's measurements in this one.
+type downloaders struct {
+	cmd *exec.Cmd
+	out strings.Builder
+}
+
+func startDownloaders(url string, n int) (*downloaders, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	d := &downloaders{cmd: exec.Command(self, "-download-loop", url, "-downloaders", strconv.Itoa(n))}
+	d.cmd.Stdout, d.cmd.Stderr = &d.out, os.Stderr
+	return d, d.cmd.Start()
+}
+
+// stop ends the loop (SIGTERM: downloads in flight are abandoned) and
+// returns its counts.
+func (d *downloaders) stop() (downloadCounts, error) {
+	var c downloadCounts
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.cmd.Wait(); err != nil {
+		return c, fmt.Errorf("download loop: %w", err)
+	}
+	err := json.Unmarshal([]byte(d.out.String()), &c)
+	return c, err
+}
+
+// downloadLoop runs n clients downloading u in a loop, honouring 429 and
+// Retry-After, until ctx ends; then it prints their counts as JSON.
+func downloadLoop(ctx context.Context, u string, n int) {
+	var completed, rejected, bytes atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				n, _, status, err := download(ctx, u)
+				switch {
+				case status == 200 && err == nil:
+					completed.Add(1)
+					bytes.Add(n)
+				case status == http.StatusTooManyRequests:
+					rejected.Add(1)
+					sleep(ctx, time.Duration(n)*time.Second) // n is Retry-After here
+				case ctx.Err() == nil:
+					fmt.Fprintf(os.Stderr, "download: status %d: %v\n", status, err)
+					sleep(ctx, time.Second)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	_ = json.NewEncoder(os.Stdout).Encode(downloadCounts{completed.Load(), rejected.Load(), bytes.Load()})
 }
 
 // download GETs u and reads the whole body. It returns the bytes read and
@@ -454,8 +550,8 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 func printResults(w io.Writer, r *Results) {
-	fmt.Fprintf(w, "\nGET /health and GET /products at %d req/s each, %s per phase; under load %d clients download %d-order %s reports\n\n",
-		r.Rate, r.Duration, r.Downloaders, r.Orders, r.Format)
+	fmt.Fprintf(w, "\nGET /health and GET /products at %d req/s each; %d rounds of %s idle then %s while %d clients download %d-order %s reports; all rounds together:\n\n",
+		r.Rate, len(r.Rounds), r.Duration, r.Duration, r.Downloaders, r.Orders, r.Format)
 	fmt.Fprintf(w, "| endpoint | phase | requests | success | p50 ms | p95 ms | p99 ms | max ms |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, name := range []string{"/health", "/products"} {
 		e := r.Endpoints[name]

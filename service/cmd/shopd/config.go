@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"strconv"
 	"time"
 )
@@ -22,7 +23,7 @@ type config struct {
 
 	ReportsDatabaseURL      string        // REPORTS_DATABASE_URL: the reports pool's database, e.g. a read replica (default DATABASE_URL)
 	ReportsMaxConns         int32         // REPORTS_MAX_CONNS: size of the reports pool (default 3)
-	ReportsMaxConcurrent    int           // REPORTS_MAX_CONCURRENT: reports running at once, 429 beyond (default REPORTS_MAX_CONNS)
+	ReportsMaxConcurrent    int           // REPORTS_MAX_CONCURRENT: reports running at once, 429 beyond (default half the CPUs, at least 1, at most REPORTS_MAX_CONNS)
 	ReportsStatementTimeout time.Duration // REPORTS_STATEMENT_TIMEOUT: Postgres statement_timeout of report statements (default 30s)
 	ReportsMaxDuration      time.Duration // REPORTS_MAX_DURATION: longest a report may take, download included (default 5m)
 }
@@ -88,7 +89,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	reportConns := int64(c.ReportsMaxConns)
 	intVar("REPORTS_MAX_CONNS", &reportConns)
 	c.ReportsMaxConns = int32(min(reportConns, 1000))
-	reportsConcurrent := int64(c.ReportsMaxConns)
+	reportsConcurrent := int64(defaultReportsConcurrent(runtime.GOMAXPROCS(0), c.ReportsMaxConns))
 	intVar("REPORTS_MAX_CONCURRENT", &reportsConcurrent)
 	c.ReportsMaxConcurrent = int(min(reportsConcurrent, 1000))
 	durVar("REPORTS_STATEMENT_TIMEOUT", &c.ReportsStatementTimeout)
@@ -100,4 +101,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, fmt.Errorf("configuration: %v", errs)
 	}
 	return c, nil
+}
+
+// defaultReportsConcurrent is how many reports may run at once unless
+// REPORTS_MAX_CONCURRENT says otherwise: half the CPUs the process may use,
+// at least 1, at most the reports pool. A streaming report keeps most of a
+// core busy between its Postgres backend and the service when both share
+// the host; admitting more lets reports take the CPU every other request
+// needs (docs/reports.md has the measurements). With Postgres or a replica
+// on its own hardware, set REPORTS_MAX_CONCURRENT to REPORTS_MAX_CONNS.
+func defaultReportsConcurrent(cpus int, maxConns int32) int {
+	return max(1, min(cpus/2, int(maxConns)))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,14 +18,25 @@ import (
 
 func TestReportsConfig(t *testing.T) {
 	t.Parallel()
+	for _, c := range []struct {
+		cpus     int
+		maxConns int32
+		want     int
+	}{{1, 3, 1}, {2, 3, 1}, {4, 3, 2}, {8, 3, 3}, {64, 10, 10}} {
+		if got := defaultReportsConcurrent(c.cpus, c.maxConns); got != c.want {
+			t.Errorf("%d CPUs, %d connections: %d reports at once, want %d", c.cpus, c.maxConns, got, c.want)
+		}
+	}
 	c, err := loadConfig(func(k string) string { return map[string]string{"DATABASE_URL": "postgres://main/db"}[k] })
-	if err != nil || c.ReportsDatabaseURL != "postgres://main/db" || c.ReportsMaxConns != 3 || c.ReportsMaxConcurrent != 3 ||
+	if err != nil || c.ReportsDatabaseURL != "postgres://main/db" || c.ReportsMaxConns != 3 ||
+		c.ReportsMaxConcurrent != defaultReportsConcurrent(runtime.GOMAXPROCS(0), 3) ||
 		c.ReportsStatementTimeout != 30*time.Second || c.ReportsMaxDuration != 5*time.Minute {
 		t.Errorf("defaults: %+v %v", c, err)
 	}
 	env := map[string]string{"DATABASE_URL": "postgres://main/db", "REPORTS_DATABASE_URL": "postgres://replica/db", "REPORTS_MAX_CONNS": "5"}
 	c, err = loadConfig(func(k string) string { return env[k] })
-	if err != nil || c.ReportsDatabaseURL != "postgres://replica/db" || c.ReportsMaxConns != 5 || c.ReportsMaxConcurrent != 5 {
+	if err != nil || c.ReportsDatabaseURL != "postgres://replica/db" || c.ReportsMaxConns != 5 ||
+		c.ReportsMaxConcurrent != defaultReportsConcurrent(runtime.GOMAXPROCS(0), 5) {
 		t.Errorf("replica, 5 connections: %+v %v", c, err)
 	}
 	env["REPORTS_MAX_CONCURRENT"], env["REPORTS_STATEMENT_TIMEOUT"] = "2", "10s"
