@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt clean bench-orders bench-telemetry bench-checkout bench-import bench-search
+.PHONY: build run test vet fmt clean bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -52,6 +52,11 @@ bench-import: build
 ## trigram indexes, in one run (plus a deep OFFSET page vs its keyset page)
 bench-search:
 	$(GO) test -run '^$$' -bench 'ProductSearch' -benchtime 20x -count 1 -timeout 10m -v ./service/postgres/
+## bench-reports: /health and GET /products latency idle vs while clients
+## download a 100,000-order report in a loop, and shopd's peak memory
+## (a fresh database, shopd on a free port; flags: BENCH_REPORTS_FLAGS="-downloaders 8")
+bench-reports: build
+	$(GO) run ./bench/reports -shopd $(BIN) $(BENCH_REPORTS_FLAGS)
 
 clean:
 	rm -rf bin

@@ -63,7 +63,7 @@ func BenchmarkOrderHistory(b *testing.B) {
 	e := newEnv(b)
 	heavy := e.id(b, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`)
 	tel, _, _ := telemetrytest.New(b)
-	baseline := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: e.db, Orders: nPlusOneOrders{db: e.db}, Reports: e.db, DB: e.db}))
+	baseline := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: e.db, Orders: nPlusOneOrders{db: e.db}, Reports: postgres.NewReports(e.db.Pool, 0), DB: e.db}))
 	defer baseline.Close()
 
 	for _, c := range []struct {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,9 +29,7 @@ func newImportEnv(t *testing.T, cfg httpapi.Config) *testEnv {
 	t.Helper()
 	db := postgres.New(pgtest.New(t))
 	tel, stats, logs := telemetrytest.New(t)
-	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Config: cfg, Telemetry: tel, Products: db, Orders: db, Reports: db, DB: db}))
-	t.Cleanup(srv.Close)
-	return &testEnv{db: db, srv: srv, tel: tel, stats: stats, logs: logs}
+	return serve(t, db, cfg, tel, stats, logs)
 }
 
 // importRow is one row of a generated import body.

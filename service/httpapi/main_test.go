@@ -46,7 +46,14 @@ func newEnv(t testing.TB, configure ...func(*pgxpool.Config)) *testEnv {
 	if _, err := db.Seed(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	h := httpapi.NewServer(httpapi.Deps{Config: testConfig(), Telemetry: tel, Products: db, Orders: db, Reports: db, DB: db})
+	return serve(t, db, testConfig(), tel, stats, logs)
+}
+
+// serve puts the real router with cfg in front of db, on a listener closed
+// when the test ends; reports get a store of their own on db's pool.
+func serve(t testing.TB, db *postgres.DB, cfg httpapi.Config, tel *telemetry.Telemetry, stats *telemetrytest.StatsdCapture, logs *observer.ObservedLogs) *testEnv {
+	t.Helper()
+	h := httpapi.NewServer(httpapi.Deps{Config: cfg, Telemetry: tel, Products: db, Orders: db, Reports: postgres.NewReports(db.Pool, 0), DB: db})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &testEnv{db: db, srv: srv, tel: tel, stats: stats, logs: logs}

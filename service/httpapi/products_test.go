@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -29,9 +28,7 @@ func newProductEnv(t testing.TB, cfg httpapi.Config, searchTimeout time.Duration
 		t.Fatal(err)
 	}
 	tel, stats, logs := telemetrytest.New(t)
-	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Config: cfg, Telemetry: tel, Products: db, Orders: db, Reports: db, DB: db}))
-	t.Cleanup(srv.Close)
-	return &testEnv{db: db, srv: srv, tel: tel, stats: stats, logs: logs}
+	return serve(t, db, cfg, tel, stats, logs)
 }
 
 // listBody is the answer of GET /products and of the missing-description list.

@@ -27,5 +27,5 @@ func addRoutes(r *mux.Router, d Deps) {
 	r.Handle("/admin/inventory/low", handleLowInventory(tel, d.Products)).Methods("GET")
 	r.Handle("/admin/products/missing-description", handleMissingDescription(tel, d.Products)).Methods("GET")
 
-	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports)).Methods("GET")
+	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports, newReportLimiter(tel, cfg.ReportsMaxConcurrent), cfg)).Methods("GET")
 }

@@ -39,6 +39,16 @@ type Config struct {
 	// ProductsV1Sunset is v1's Sunset header and the moment from which v1
 	// requires a description, as v2 does (default 2027-06-01T00:00:00Z).
 	ProductsV1Sunset time.Time
+	// ReportsMaxConcurrent is how many reports (JSON summaries and
+	// downloads together) may run at once; beyond it, 429 (default 3).
+	// Keep it at most the report store's pool size, so that an admitted
+	// report never waits for a connection.
+	ReportsMaxConcurrent int
+	// ReportRetryAfter is the Retry-After of a 429 report (default 2s).
+	ReportRetryAfter time.Duration
+	// ReportMaxDuration bounds a report from admission to its last byte,
+	// including a client that reads slowly (default 5m).
+	ReportMaxDuration time.Duration
 }
 
 // The default deprecation and sunset of POST /products (v1): deprecated
@@ -77,6 +87,15 @@ func (c Config) withDefaults() Config {
 	if c.ProductsV1Sunset.IsZero() {
 		c.ProductsV1Sunset = defaultProductsV1Sunset
 	}
+	if c.ReportsMaxConcurrent <= 0 {
+		c.ReportsMaxConcurrent = 3
+	}
+	if c.ReportRetryAfter <= 0 {
+		c.ReportRetryAfter = 2 * time.Second
+	}
+	if c.ReportMaxDuration <= 0 {
+		c.ReportMaxDuration = 5 * time.Minute
+	}
 	return c
 }
 
@@ -87,8 +106,10 @@ type Deps struct {
 	Telemetry *telemetry.Telemetry
 	Products  shop.ProductStore
 	Orders    shop.OrderStore
-	Reports   shop.ReportStore
-	DB        shop.Pinger
+	// Reports should be built on its own small pool (shopd: the reports
+	// pool), so that reports never take the connections of the others.
+	Reports shop.ReportStore
+	DB      shop.Pinger
 }
 
 // NewServer builds the HTTP handler: a traced gorilla/mux router with every

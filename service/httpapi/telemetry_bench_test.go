@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
-	"github.com/shoplab/shoplab/service/httpapi"
 	"github.com/shoplab/shoplab/service/internal/pgtest"
 	"github.com/shoplab/shoplab/service/postgres"
 	"github.com/shoplab/shoplab/service/telemetry"
@@ -72,12 +71,7 @@ func BenchmarkTelemetryOverhead(b *testing.B) {
 	if _, err := dbOn.Seed(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	serve := func(tel *telemetry.Telemetry, db *postgres.DB) *testEnv {
-		srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: db, Orders: db, Reports: db, DB: db}))
-		b.Cleanup(srv.Close)
-		return &testEnv{db: db, srv: srv}
-	}
-	envOn, envOff := serve(on, dbOn), serve(off, dbOff)
+	envOn, envOff := serve(b, dbOn, testConfig(), on, nil, nil), serve(b, dbOff, testConfig(), off, nil, nil)
 
 	heavy := envOn.id(b, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`)
 	user := envOn.id(b, `SELECT id::text FROM users WHERE email = 'user4@example.com'`)

@@ -163,9 +163,20 @@ type beginner interface {
 // that it commits when fn returns nil and rolls back otherwise. setup
 // statements (SET LOCAL ...) are sent with the BEGIN, in the same round trip.
 func inTx(ctx context.Context, db beginner, setup []string, fn func(pgx.Tx) error) error {
-	var opts pgx.TxOptions
+	return inTxWith(ctx, db, pgx.TxOptions{}, setup, fn)
+}
+
+// inTxWith is inTx with transaction options (isolation level, read only).
+func inTxWith(ctx context.Context, db beginner, opts pgx.TxOptions, setup []string, fn func(pgx.Tx) error) error {
 	if len(setup) > 0 {
-		opts.BeginQuery = beginSQL + ";\n" + strings.Join(setup, ";\n")
+		begin := beginSQL
+		if opts.IsoLevel != "" {
+			begin += " ISOLATION LEVEL " + string(opts.IsoLevel)
+		}
+		if opts.AccessMode != "" {
+			begin += " " + string(opts.AccessMode)
+		}
+		opts.BeginQuery = begin + ";\n" + strings.Join(setup, ";\n")
 	}
 	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {

@@ -3,48 +3,143 @@ package postgres
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/shoplab/shoplab/service/shop"
 )
 
-// reportSummarySQL computes a report's figures in the database: no order is
-// loaded into the service to count or add it.
+// Reports is the order-report store (shop.ReportStore). Give it its own
+// small pool, so that however many reports run, they can never take the
+// connections that checkout and the catalogue need; that pool may point at
+// a read replica, since reports only read (in read-only transactions).
+//
+// When a report's context ends (its client went away), pgx abandons the
+// connection and sends Postgres a cancel request, so the running statement
+// stops in the database too, and the pool opens a fresh connection.
+type Reports struct {
+	Pool *pgxpool.Pool
+	// StatementTimeout bounds every report statement (Postgres
+	// statement_timeout, set per transaction); zero means the server's
+	// default. For a download it bounds the whole stream, since the
+	// statement runs until its last row is sent.
+	StatementTimeout time.Duration
+}
+
+// NewReports returns the report store on pool with the given statement
+// timeout (zero: the server's default).
+func NewReports(pool *pgxpool.Pool, statementTimeout time.Duration) *Reports {
+	return &Reports{Pool: pool, StatementTimeout: statementTimeout}
+}
+
+// reportSettingsSQL tunes a report's transaction: one backend per report
+// (no parallel workers), so that REPORTS_MAX_CONNS bounds the database
+// processes reports can occupy; and plans made for the user at hand
+// rather than a cached generic plan, which would assume a user's usual
+// few orders for one with 100,000.
+const reportSettingsSQL = `-- name: reports.settings
+SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL plan_cache_mode = force_custom_plan`
+
+// readOnly runs fn in a read-only transaction with the store's statement
+// timeout and reportSettingsSQL.
+func (r *Reports) readOnly(ctx context.Context, fn func(pgx.Tx) error) error {
+	setup := append(Timeouts{Statement: r.StatementTimeout}.setLocal(), reportSettingsSQL)
+	return inTxWith(ctx, r.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, setup, fn)
+}
+
+// reportSummarySQL computes a report's figures in the database: counts and
+// sums, and the byte lengths of the text of every printed field (for the
+// report's size). No order is loaded into the service to count or add it.
+// Lines are first grouped by (product, price, quantity), a few hundred
+// groups however many orders, so that names and amounts are measured once
+// per group rather than once per line. Money and quantities are measured
+// as their text: numeric(12,2)::text prints cents with two places, as
+// shop.Money.String does for amounts >= 0. $1 is used directly in each
+// part (not through u.id), so that the planner sees the user's real order
+// count.
 const reportSummarySQL = `-- name: reports.summary
 SELECT u.id::text, u.email, u.name, coalesce(u.user_type, ''), u.created_at,
-       coalesce(s.orders, 0), coalesce(s.cents, 0), coalesce(i.items, 0)
-FROM users u
-LEFT JOIN LATERAL (
-    SELECT count(*) AS orders, (sum(o.total) * 100)::bigint AS cents
-    FROM orders o WHERE o.user_id = u.id
-) s ON true
-LEFT JOIN LATERAL (
-    SELECT sum(oi.quantity) AS items
-    FROM orders o JOIN order_items oi ON oi.order_id = o.id
-    WHERE o.user_id = u.id
-) i ON true
+       s.orders, s.cents, l.items,
+       w.orders, l.lines, w.statuses, w.totals, l.names, l.quantities, l.prices, l.line_totals
+FROM users u,
+LATERAL (
+    SELECT count(*) AS orders, coalesce((sum(o.total) * 100)::bigint, 0) AS cents
+    FROM orders o WHERE o.user_id = $1
+) s,
+LATERAL (
+    SELECT count(*) AS orders,
+           coalesce(sum(octet_length(o.status)), 0)::bigint AS statuses,
+           coalesce(sum(octet_length(o.total::text)), 0)::bigint AS totals
+    FROM orders o
+    WHERE o.user_id = $1 AND EXISTS (SELECT FROM order_items oi WHERE oi.order_id = o.id)
+) w,
+LATERAL (
+    SELECT coalesce(sum(g.n * g.quantity), 0)::bigint AS items,
+           coalesce(sum(g.n), 0)::bigint AS lines,
+           coalesce(sum(g.n * octet_length(p.name)), 0)::bigint AS names,
+           coalesce(sum(g.n * octet_length(g.quantity::text)), 0)::bigint AS quantities,
+           coalesce(sum(g.n * octet_length(g.price::text)), 0)::bigint AS prices,
+           coalesce(sum(g.n * octet_length((g.price * g.quantity)::text)), 0)::bigint AS line_totals
+    FROM (
+        SELECT oi.product_id, oi.price, oi.quantity, count(*) AS n
+        FROM orders o JOIN order_items oi ON oi.order_id = o.id
+        WHERE o.user_id = $1
+        GROUP BY oi.product_id, oi.price, oi.quantity
+    ) g
+    JOIN products p ON p.id = g.product_id
+) l
 WHERE u.id = $1`
 
 // ReportSummary returns a user's report figures. Errors: ENOTFOUND,
-// EUNAVAILABLE, EINTERNAL.
-func (db *DB) ReportSummary(ctx context.Context, userID string) (shop.ReportSummary, error) {
+// EUNAVAILABLE (database down, or the statement timeout struck),
+// EINTERNAL, or ctx's error once ctx has ended.
+func (r *Reports) ReportSummary(ctx context.Context, userID string) (shop.ReportSummary, error) {
 	var s shop.ReportSummary
 	var cents int64
-	err := db.Pool.QueryRow(ctx, reportSummarySQL, userID).Scan(
-		&s.User.ID, &s.User.Email, &s.User.Name, &s.User.UserType, &s.User.CreatedAt,
-		&s.OrderCount, &cents, &s.ItemsPurchased)
-	if errors.Is(err, pgx.ErrNoRows) {
+	t := &s.Text
+	err := r.readOnly(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, reportSummarySQL, userID).Scan(
+			&s.User.ID, &s.User.Email, &s.User.Name, &s.User.UserType, &s.User.CreatedAt,
+			&s.OrderCount, &cents, &s.ItemsPurchased,
+			&t.Orders, &t.Lines, &t.Statuses, &t.OrderTotals, &t.ProductNames, &t.Quantities, &t.UnitPrices, &t.LineTotals)
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
 		return s, shop.Errorf(shop.ENOTFOUND, "User not found")
-	}
-	if err != nil {
+	case err != nil && ctx.Err() != nil:
+		return s, ctx.Err()
+	case err != nil:
 		return s, wrapErr(err)
 	}
 	s.TotalSpent = shop.Money(cents)
 	return s, nil
 }
 
-const reportLinesSQL = `-- name: reports.lines
+const reportUserSQL = `-- name: reports.user
+SELECT id::text, email, name, coalesce(user_type, ''), created_at FROM users WHERE id = $1`
+
+// ReportUser returns the user a report is about. Errors: ENOTFOUND,
+// EUNAVAILABLE, EINTERNAL, or ctx's error once ctx has ended.
+func (r *Reports) ReportUser(ctx context.Context, userID string) (shop.User, error) {
+	var u shop.User
+	err := r.readOnly(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, reportUserSQL, userID).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt)
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return u, shop.Errorf(shop.ENOTFOUND, "User not found")
+	case err != nil && ctx.Err() != nil:
+		return u, ctx.Err()
+	case err != nil:
+		return u, wrapErr(err)
+	}
+	return u, nil
+}
+
+// reportLinesFrom is the body of the line queries, newest order first.
+const reportLinesFrom = `
 SELECT o.id::text, o.status, o.created_at, (o.total * 100)::bigint,
        p.id::text, p.name, oi.quantity, (oi.price * 100)::bigint
 FROM orders o
@@ -53,29 +148,91 @@ JOIN products p ON p.id = oi.product_id
 WHERE o.user_id = $1
 ORDER BY o.created_at DESC, o.id DESC, oi.id`
 
+// reportCursorSQL declares the cursor a full report is fetched from. A
+// cursor is planned for its first rows (cursor_tuple_fraction): a nested
+// loop down orders_user_created_idx into order_items_order_id_idx with an
+// incremental sort per order, where a plain query for 100,000 orders is
+// planned as hash joins feeding one sort of every line, spilled to disk,
+// that returns nothing until it has read everything. So rows leave the
+// server as they are found and neither side ever holds the whole report.
+const reportCursorSQL = `-- name: reports.lines
+DECLARE report_lines NO SCROLL CURSOR FOR` + reportLinesFrom
+
+// reportFetchSQL reads the next reportFetchBatch lines of the cursor.
+const reportFetchSQL = `-- name: reports.fetch
+FETCH 1000 FROM report_lines`
+
+// reportFetchBatch is the row count of reportFetchSQL.
+const reportFetchBatch = 1000
+
+// reportHeadSQL reads the first lines of a report (the JSON answer's
+// preview).
+const reportHeadSQL = `-- name: reports.head` + reportLinesFrom + `
+LIMIT $2`
+
 // StreamReport calls fn for each order line of the user, newest order
-// first. Rows are read from the connection as fn consumes them, so memory
-// stays flat whatever the order count. Errors: EUNAVAILABLE, EINTERNAL, or
+// first, at most limit lines (0: all). A full report is read through a
+// cursor, reportFetchBatch lines at a time, each batch as fn consumes it,
+// so memory stays flat whatever the order count; each statement is bound
+// by the statement timeout. When ctx ends, the running statement is
+// cancelled in the database and the transaction ends with the connection. Errors: EUNAVAILABLE (database down, or the
+// statement timeout struck), EINTERNAL, ctx's error once ctx has ended, or
 // fn's error unchanged.
-func (db *DB) StreamReport(ctx context.Context, userID string, fn func(shop.ReportLine) error) error {
-	rows, err := db.Pool.Query(ctx, reportLinesSQL, userID)
+func (r *Reports) StreamReport(ctx context.Context, userID string, limit int, fn func(shop.ReportLine) error) error {
+	var fnErr error
+	call := func(l shop.ReportLine) error {
+		if err := fn(l); err != nil {
+			fnErr = err
+			return err
+		}
+		return nil
+	}
+	err := r.readOnly(ctx, func(tx pgx.Tx) error {
+		if limit > 0 {
+			_, err := scanLines(ctx, tx, call, reportHeadSQL, userID, limit)
+			return err
+		}
+		if _, err := tx.Exec(ctx, reportCursorSQL, userID); err != nil {
+			return err
+		}
+		for {
+			n, err := scanLines(ctx, tx, call, reportFetchSQL)
+			if err != nil || n < reportFetchBatch {
+				return err
+			}
+		}
+	})
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return wrapErr(err)
+}
+
+// scanLines runs a line query and calls fn for each row; it returns how
+// many rows it read.
+func scanLines(ctx context.Context, tx pgx.Tx, fn func(shop.ReportLine) error, sql string, args ...any) (int, error) {
+	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
-		return wrapErr(err)
+		return 0, err
 	}
 	defer rows.Close()
 	var l shop.ReportLine
 	var total, price int64
+	n := 0
 	for rows.Next() {
 		if err := rows.Scan(&l.OrderID, &l.Status, &l.CreatedAt, &total, &l.ProductID, &l.ProductName, &l.Quantity, &price); err != nil {
-			return wrapErr(err)
+			return n, err
 		}
+		n++
 		l.OrderTotal, l.UnitPrice = shop.Money(total), shop.Money(price)
 		if err := fn(l); err != nil {
-			return err
+			return n, err
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return wrapErr(err)
-	}
-	return nil
+	return n, rows.Err()
 }

@@ -144,6 +144,26 @@ type ReportSummary struct {
 	OrderCount     int
 	ItemsPurchased int
 	TotalSpent     Money
+	// Text sums the lengths of the fields a report prints per order and
+	// per line, so that the size of a rendering can be computed without
+	// reading the lines (GET /reports/orders/{userId} reports it).
+	Text ReportTextLengths
+}
+
+// ReportTextLengths are facts about a user's order lines, counted by the
+// database: how many orders have lines, how many lines there are, and the
+// total byte length of the text form of each variable-width field the
+// lines carry (money as shop.Money.String prints it, quantities in
+// decimal). Fixed-width fields (ids, timestamps) need no sum.
+type ReportTextLengths struct {
+	Orders       int64 // orders with at least one line (orders without lines print nothing)
+	Lines        int64 // order lines
+	Statuses     int64 // bytes of the statuses of those orders
+	OrderTotals  int64 // bytes of the totals of those orders
+	ProductNames int64 // bytes of the product names, one per line
+	Quantities   int64 // digits of the quantities, one per line
+	UnitPrices   int64 // bytes of the unit prices, one per line
+	LineTotals   int64 // bytes of unit price x quantity, one per line
 }
 
 // ReportLine is one line of an order in a streamed report: the order's
@@ -209,15 +229,25 @@ type OrderStore interface {
 	Checkout(ctx context.Context, req CheckoutRequest) (CheckoutResult, error)
 }
 
-// ReportStore computes order reports.
+// ReportStore computes order reports. Its implementation should run on
+// its own small connection pool, so that reports can never take the
+// connections that checkout and the catalogue need.
 type ReportStore interface {
-	// ReportSummary returns a user's report figures. Errors: ENOTFOUND,
-	// EUNAVAILABLE, EINTERNAL.
+	// ReportSummary returns a user's report figures, computed with
+	// aggregates in the database. Errors: ENOTFOUND, EUNAVAILABLE (the
+	// database is down, or the statement timeout struck), EINTERNAL.
 	ReportSummary(ctx context.Context, userID string) (ReportSummary, error)
+	// ReportUser returns the user a report is about, without computing
+	// anything (for formats that need no figures). Errors: ENOTFOUND,
+	// EUNAVAILABLE, EINTERNAL.
+	ReportUser(ctx context.Context, userID string) (User, error)
 	// StreamReport calls fn for each order line of the user, newest order
-	// first, without holding them in memory. It stops at fn's first error
-	// and returns it. Errors: EUNAVAILABLE, EINTERNAL, or fn's error.
-	StreamReport(ctx context.Context, userID string, fn func(ReportLine) error) error
+	// first, at most limit lines (0: all), without holding them in memory.
+	// It stops at fn's first error or when ctx ends, cancelling the query
+	// in the database, and returns that error. Errors: EUNAVAILABLE (the
+	// database is down, or the statement timeout struck), EINTERNAL, the
+	// context's error, or fn's error unchanged.
+	StreamReport(ctx context.Context, userID string, limit int, fn func(ReportLine) error) error
 }
 
 // Pinger checks that a dependency answers.

@@ -118,6 +118,23 @@ const (
 	// a 400 before reaching the database. Tag: reason (too_long,
 	// invalid_utf8, nul, control_char, malformed_query, bad_paging).
 	MetricProductQueryRejected = "products.query.rejected"
+	// MetricReportDuration is the distribution of order-report durations in
+	// milliseconds, from admission to the last byte written.
+	// Tags: format (json, txt, csv, ndjson), outcome (ok, not_found,
+	// canceled, unavailable, error).
+	MetricReportDuration = "reports.duration"
+	// MetricReportRows counts order lines streamed into reports.
+	// Tag: format.
+	MetricReportRows = "reports.rows"
+	// MetricReportsInFlight is the gauge of reports running, set at each
+	// admission and completion.
+	MetricReportsInFlight = "reports.in_flight"
+	// MetricReportRejections counts reports refused with 429 because the
+	// concurrency limit was reached. Tag: format.
+	MetricReportRejections = "reports.rejected"
+	// MetricReportCancellations counts reports abandoned because the client
+	// went away before the last byte. Tag: format.
+	MetricReportCancellations = "reports.canceled"
 
 	// MetricLogDropped counts log lines dropped by log sampling. Tag: level.
 	MetricLogDropped = "log.dropped"

@@ -34,6 +34,19 @@ func openPool(ctx context.Context, cfg config, tel *telemetry.Telemetry) (*pgxpo
 	return pgxpool.NewWithConfig(ctx, pc)
 }
 
+// openReportsPool opens the reports' own small pool (REPORTS_*), with
+// application_name "<app>.reports" and its own query tracer tagged
+// pool:reports: reports can exhaust it, never the main pool.
+func openReportsPool(ctx context.Context, cfg config, tel *telemetry.Telemetry) (*pgxpool.Pool, error) {
+	tracer := telemetry.NewQueryTracer(tel).WithPoolName("reports")
+	pc, err := postgres.PoolConfig(cfg.ReportsDatabaseURL, cfg.AppName+".reports", tracer)
+	if err != nil {
+		return nil, fmt.Errorf("reports pool: %w", err)
+	}
+	pc.MaxConns = cfg.ReportsMaxConns
+	return pgxpool.NewWithConfig(ctx, pc)
+}
+
 func serve(ctx context.Context, cfg config, getenv func(string) string, stdout io.Writer) error {
 	if cfg.AdminToken == "" && cfg.production() {
 		return errors.New("ADMIN_TOKEN is not set: refusing to serve the admin endpoints unauthenticated with APP_ENV=production")
@@ -63,9 +76,21 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	db.IdempotencyTTL = cfg.IdempotencyKeyTTL
 	db.SearchTimeouts = postgres.Timeouts{Statement: cfg.SearchStatementTimeout}
 
+	reportsPool, err := openReportsPool(ctx, cfg, tel)
+	if err != nil {
+		return err
+	}
+	defer reportsPool.Close()
+	reports := postgres.NewReports(reportsPool, cfg.ReportsStatementTimeout)
+	if cfg.ReportsMaxConcurrent > int(cfg.ReportsMaxConns) {
+		log.Warn("REPORTS_MAX_CONCURRENT exceeds REPORTS_MAX_CONNS: admitted reports will queue for connections",
+			zap.Int("max_concurrent", cfg.ReportsMaxConcurrent), zap.Int32("max_conns", cfg.ReportsMaxConns))
+	}
+
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	go telemetry.ReportPoolStats(bg, tel, "main", pool, 10*time.Second)
+	go telemetry.ReportPoolStats(bg, tel, "reports", reportsPool, 10*time.Second)
 	go telemetry.SampleLockWaits(bg, tel, pool, time.Second)
 	go expireIdempotencyKeys(bg, tel, db, cfg.IdempotencyCleanup)
 	outboxDone, err := startOutbox(bg, cfg, db, tel)
@@ -82,11 +107,13 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 			AdminToken:             cfg.AdminToken,
 			ProductsV1DeprecatedAt: cfg.ProductsV1DeprecatedAt,
 			ProductsV1Sunset:       cfg.ProductsV1Sunset,
+			ReportsMaxConcurrent:   cfg.ReportsMaxConcurrent,
+			ReportMaxDuration:      cfg.ReportsMaxDuration,
 		},
 		Telemetry: tel,
 		Products:  db,
 		Orders:    db,
-		Reports:   db,
+		Reports:   reports,
 		DB:        db,
 	})
 	srv := &http.Server{
@@ -121,6 +148,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	case <-sctx.Done():
 		log.Warn("the outbox relay did not stop in time; its claimed confirmations come back after their lease")
 	}
+	reportsPool.Close()
 	pool.Close()
 	log.Info("stopped")
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -50,6 +51,12 @@ type config struct {
 	// time); zero means httpapi's defaults.
 	ProductsV1DeprecatedAt time.Time
 	ProductsV1Sunset       time.Time
+
+	ReportsDatabaseURL      string        // REPORTS_DATABASE_URL: the reports pool's database, e.g. a read replica (default DATABASE_URL)
+	ReportsMaxConns         int32         // REPORTS_MAX_CONNS: size of the reports pool (default 3)
+	ReportsMaxConcurrent    int           // REPORTS_MAX_CONCURRENT: reports running at once, 429 beyond (default half the CPUs, at least 1, at most REPORTS_MAX_CONNS)
+	ReportsStatementTimeout time.Duration // REPORTS_STATEMENT_TIMEOUT: Postgres statement_timeout of report statements (default 30s)
+	ReportsMaxDuration      time.Duration // REPORTS_MAX_DURATION: longest a report may take, download included (default 5m)
 }
 
 // production reports whether APP_ENV says the service runs in production.
@@ -74,6 +81,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Mail:                     mail.Config{From: "shoplab <orders@shoplab.local>", TLS: mail.TLSAuto, Timeout: 30 * time.Second},
 		RelayEnabled:             true,
 		Relay:                    postgres.DefaultRelayConfig(),
+		ReportsMaxConns:          3,
+		ReportsStatementTimeout:  30 * time.Second,
+		ReportsMaxDuration:       5 * time.Minute,
 	}
 	port := getenv("PORT")
 	if port == "" {
@@ -183,8 +193,34 @@ func loadConfig(getenv func(string) string) (config, error) {
 			errs = append(errs, errors.New(shop.AsError(err).Message))
 		}
 	}
+	c.ReportsDatabaseURL = c.DatabaseURL
+	if v := getenv("REPORTS_DATABASE_URL"); v != "" {
+		c.ReportsDatabaseURL = v
+	}
+	reportConns := int64(c.ReportsMaxConns)
+	intVar("REPORTS_MAX_CONNS", &reportConns)
+	c.ReportsMaxConns = int32(min(reportConns, 1000))
+	reportsConcurrent := int64(defaultReportsConcurrent(runtime.GOMAXPROCS(0), c.ReportsMaxConns))
+	intVar("REPORTS_MAX_CONCURRENT", &reportsConcurrent)
+	c.ReportsMaxConcurrent = int(min(reportsConcurrent, 1000))
+	durVar("REPORTS_STATEMENT_TIMEOUT", &c.ReportsStatementTimeout)
+	durVar("REPORTS_MAX_DURATION", &c.ReportsMaxDuration)
+	if c.ReportsMaxDuration == 0 {
+		errs = append(errs, fmt.Errorf("REPORTS_MAX_DURATION must be positive"))
+	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("configuration: %v", errs)
 	}
 	return c, nil
+}
+
+// defaultReportsConcurrent is how many reports may run at once unless
+// REPORTS_MAX_CONCURRENT says otherwise: half the CPUs the process may use,
+// at least 1, at most the reports pool. A streaming report keeps most of a
+// core busy between its Postgres backend and the service when both share
+// the host; admitting more lets reports take the CPU every other request
+// needs (docs/reports.md has the measurements). With Postgres or a replica
+// on its own hardware, set REPORTS_MAX_CONCURRENT to REPORTS_MAX_CONNS.
+func defaultReportsConcurrent(cpus int, maxConns int32) int {
+	return max(1, min(cpus/2, int(maxConns)))
 }

@@ -1,0 +1,604 @@
+// Command reports is `make bench-reports`: does generating big order
+// reports starve the rest of the service (seed problem 6)?
+//
+// It creates a fresh database on a PostgreSQL server, seeds the demo data
+// plus one user with -orders orders (generated in SQL), starts bin/shopd
+// on a free port, and measures GET /health and GET /products with vegeta
+// in -rounds rounds of two phases: idle, then while -downloaders clients
+// download that user's full report in a loop (honouring 429 +
+// Retry-After). Alternating the phases within one run spreads the noise of
+// a shared machine over both alike. It prints the latency percentiles of
+// each phase over all rounds and their ratios, and shopd's resident memory
+// before the reports and at its peak (VmRSS, VmHWM from /proc), and writes
+// them to -out as JSON. The database is dropped at the end.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/shoplab/shoplab/service/postgres"
+)
+
+type options struct {
+	shopd       string
+	shopdEnv    string
+	rounds      int
+	server      string
+	orders      int
+	downloaders int
+	format      string
+	rate        int
+	duration    time.Duration
+	out         string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var o options
+	flag.StringVar(&o.shopd, "shopd", "bin/shopd", "shopd binary to start")
+	flag.StringVar(&o.shopdEnv, "shopd-env", "", "extra environment of shopd, comma-separated: REPORTS_MAX_CONNS=2,...")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of (idle phase, load phase): noise from outside hits both phases alike")
+	flag.StringVar(&o.server, "server", defaultServer(), "PostgreSQL server to create the benchmark database on")
+	flag.IntVar(&o.orders, "orders", 100000, "orders of the report user")
+	flag.IntVar(&o.downloaders, "downloaders", 6, "clients downloading the full report in a loop under load")
+	flag.StringVar(&o.format, "format", "csv", "report format to download: txt, csv, ndjson")
+	flag.IntVar(&o.rate, "rate", 100, "requests per second to each of /health and /products")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured phase")
+	flag.StringVar(&o.out, "out", "bench/results/reports.json", "where to write the results")
+	loop := flag.String("download-loop", "", "internal: download this URL with -downloaders clients until SIGTERM, then print the counts")
+	flag.Parse()
+	if *loop != "" {
+		downloadLoop(ctx, *loop, o.downloaders)
+		return
+	}
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-reports:", err)
+		os.Exit(1)
+	}
+}
+
+func defaultServer() string {
+	for _, k := range []string{"BENCH_DATABASE_URL", "TEST_DATABASE_URL"} {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// Latency is one endpoint's latency summary in one phase, in milliseconds.
+type Latency struct {
+	Requests uint64  `json:"requests"`
+	Success  float64 `json:"success"`
+	P50      float64 `json:"p50_ms"`
+	P95      float64 `json:"p95_ms"`
+	P99      float64 `json:"p99_ms"`
+	Max      float64 `json:"max_ms"`
+}
+
+// Round is one idle phase followed by one load phase.
+type Round struct {
+	Idle map[string]Latency `json:"idle"`
+	Load map[string]Latency `json:"load"`
+}
+
+// Endpoint compares an endpoint idle and under report load, over all rounds.
+type Endpoint struct {
+	Idle     Latency `json:"idle"`
+	Load     Latency `json:"load"`
+	P50Ratio float64 `json:"p50_ratio"`
+	P99Ratio float64 `json:"p99_ratio"`
+}
+
+// Results is what the benchmark writes to -out.
+type Results struct {
+	When        time.Time           `json:"when"`
+	Machine     map[string]any      `json:"machine"`
+	Orders      int                 `json:"orders"`
+	Lines       int                 `json:"lines"`
+	Format      string              `json:"format"`
+	Downloaders int                 `json:"downloaders"`
+	Rate        int                 `json:"rate_per_endpoint"`
+	Duration    string              `json:"phase_duration"`
+	Rounds      []Round             `json:"rounds"`
+	ShopdEnv    string              `json:"shopd_env,omitempty"`
+	Endpoints   map[string]Endpoint `json:"endpoints"`
+	Memory      struct {
+		BaselineRSSMB float64 `json:"baseline_rss_mb"`
+		PeakRSSMB     float64 `json:"peak_rss_mb"`
+		GrowthMB      float64 `json:"growth_mb"`
+	} `json:"memory"`
+	Reports struct {
+		SingleSeconds float64 `json:"single_download_seconds"`
+		SingleMB      float64 `json:"single_download_mb"`
+		FirstByteMS   float64 `json:"single_download_first_byte_ms"`
+		Completed     int64   `json:"completed_under_load"`
+		Rejected      int64   `json:"rejected_429_under_load"`
+		MB            float64 `json:"mb_under_load"`
+	} `json:"reports"`
+	Goals struct {
+		P99Within2x      bool `json:"p99_within_2x"`
+		MemoryUnder50MB  bool `json:"memory_growth_under_50mb"`
+		NoFailedRequests bool `json:"no_failed_requests"`
+	} `json:"goals"`
+}
+
+func run(ctx context.Context, o options) error {
+	if _, ok := map[string]bool{"txt": true, "csv": true, "ndjson": true}[o.format]; !ok {
+		return fmt.Errorf("-format %q: want txt, csv or ndjson", o.format)
+	}
+	res := &Results{When: time.Now().UTC(), Orders: o.orders, Format: o.format, Downloaders: o.downloaders,
+		Rate: o.rate, Duration: o.duration.String(), Endpoints: map[string]Endpoint{}, ShopdEnv: o.shopdEnv,
+		Machine: map[string]any{"cpus": runtime.NumCPU(), "go": runtime.Version(), "os": runtime.GOOS}}
+
+	// A fresh database with the demo data and the report user.
+	dsn, drop, err := createDatabase(ctx, o.server)
+	if err != nil {
+		return err
+	}
+	defer drop()
+	userID, lines, err := seed(ctx, dsn, o.orders)
+	if err != nil {
+		return err
+	}
+	res.Lines = lines
+
+	// shopd on a free port.
+	srv, err := startShopd(ctx, o.shopd, dsn, o.shopdEnv)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	base := srv.base
+	fmt.Printf("shopd pid %d on %s; user with %d orders, %d lines\n", srv.cmd.Process.Pid, base, o.orders, lines)
+
+	targets := map[string]string{"/health": base + "/health", "/products": base + "/products?page=1&limit=20"}
+	attack(targets, o.rate, 2*time.Second, nil) // warm-up, not measured
+	rss, _, err := memory(srv.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	res.Memory.BaselineRSSMB = rss
+
+	// One download alone: how big and how long, and warm caches.
+	reportURL := fmt.Sprintf("%s/reports/orders/%s?format=%s", base, userID, o.format)
+	start := time.Now()
+	n, firstByte, status, err := download(ctx, reportURL)
+	if err != nil || status != 200 {
+		return fmt.Errorf("single download: status %d: %v", status, err)
+	}
+	res.Reports.SingleSeconds = time.Since(start).Seconds()
+	res.Reports.SingleMB = float64(n) / (1 << 20)
+	res.Reports.FirstByteMS = float64(firstByte.Microseconds()) / 1000
+	fmt.Printf("one %s report: %.1f MB in %.2f s (first byte after %.1f ms)\n", o.format, res.Reports.SingleMB, res.Reports.SingleSeconds, res.Reports.FirstByteMS)
+
+	idle := map[string]*vegeta.Metrics{}
+	load := map[string]*vegeta.Metrics{}
+	for name := range targets {
+		idle[name], load[name] = &vegeta.Metrics{}, &vegeta.Metrics{}
+	}
+	var completed, rejected, bytes atomic.Int64
+	for i := 1; i <= o.rounds; i++ {
+		fmt.Printf("round %d/%d: %d req/s to each endpoint for %s idle, then for %s while %d clients download the report in a loop\n",
+			i, o.rounds, o.rate, o.duration, o.duration, o.downloaders)
+		var r Round
+		r.Idle = attack(targets, o.rate, o.duration, idle)
+		dl, err := startDownloaders(reportURL, o.downloaders)
+		if err != nil {
+			return err
+		}
+		sleep(ctx, time.Second) // let the reports get going
+		r.Load = attack(targets, o.rate, o.duration, load)
+		counts, err := dl.stop()
+		if err != nil {
+			return err
+		}
+		completed.Add(counts.Completed)
+		rejected.Add(counts.Rejected)
+		bytes.Add(counts.Bytes)
+		res.Rounds = append(res.Rounds, r)
+		for _, name := range []string{"/health", "/products"} {
+			fmt.Printf("  %-9s p99 %7.2f ms idle, %7.2f ms under load\n", name, r.Idle[name].P99, r.Load[name].P99)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	_, peak, err := memory(srv.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	res.Memory.PeakRSSMB = peak
+	res.Memory.GrowthMB = peak - res.Memory.BaselineRSSMB
+	res.Reports.Completed, res.Reports.Rejected = completed.Load(), rejected.Load()
+	res.Reports.MB = float64(bytes.Load()) / (1 << 20)
+
+	res.Goals.P99Within2x, res.Goals.NoFailedRequests = true, true
+	for _, name := range []string{"/health", "/products"} {
+		e := Endpoint{Idle: summarize(idle[name]), Load: summarize(load[name])}
+		e.P50Ratio, e.P99Ratio = e.Load.P50/e.Idle.P50, e.Load.P99/e.Idle.P99
+		res.Endpoints[name] = e
+		res.Goals.P99Within2x = res.Goals.P99Within2x && e.P99Ratio <= 2
+		res.Goals.NoFailedRequests = res.Goals.NoFailedRequests && e.Idle.Success == 1 && e.Load.Success == 1
+	}
+	res.Goals.MemoryUnder50MB = res.Memory.GrowthMB < 50
+	printResults(os.Stdout, res)
+	return write(o.out, res)
+}
+
+// createDatabase creates shoplab_bench_reports_<random> on server, migrated,
+// and returns its URL and a function that drops it.
+func createDatabase(ctx context.Context, server string) (string, func(), error) {
+	admin, err := pgx.Connect(ctx, server)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect to %s: %w", redact(server), err)
+	}
+	defer admin.Close(ctx)
+	name := fmt.Sprintf("shoplab_bench_reports_%08x", rand.Uint32())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, err
+	}
+	drop := func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(dctx, server); err == nil {
+			_, _ = c.Exec(dctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			_ = c.Close(dctx)
+		}
+	}
+	u, err := url.Parse(server)
+	if err != nil {
+		drop()
+		return "", nil, err
+	}
+	u.Path = "/" + name
+	return u.String(), drop, nil
+}
+
+// seed migrates the database, loads the demo data and a user with n
+// orders, and returns the user's id and line count.
+func seed(ctx context.Context, dsn string, n int) (string, int, error) {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return "", 0, err
+	}
+	defer pool.Close()
+	if err := postgres.Migrate(ctx, pool, "up", io.Discard); err != nil {
+		return "", 0, err
+	}
+	db := postgres.New(pool)
+	if _, err := db.Seed(ctx); err != nil {
+		return "", 0, err
+	}
+	start := time.Now()
+	id, err := db.SeedBulkUser(ctx, "report.user@example.com", "Report User", n)
+	if err != nil {
+		return "", 0, err
+	}
+	var lines int
+	err = pool.QueryRow(ctx, `SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.user_id = $1`, id).Scan(&lines)
+	fmt.Printf("seeded a user with %d orders in %s\n", n, time.Since(start).Round(time.Millisecond))
+	return id, lines, err
+}
+
+type shopd struct {
+	cmd  *exec.Cmd
+	base string
+	done chan error
+}
+
+// startShopd starts `shopd serve` on 127.0.0.1 port 0 and waits until its
+// log says where it listens and /health answers.
+func startShopd(ctx context.Context, bin, dsn, extraEnv string) (*shopd, error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("%s: %w (run make build)", bin, err)
+	}
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(),
+		"DATABASE_URL="+dsn, "PORT=0", "HOST=127.0.0.1", "LOG_LEVEL=info",
+		"DD_TRACE_ENABLED=false", "DD_AGENT_HOST=127.0.0.1", "DD_DOGSTATSD_PORT=9", // discard port: metrics go nowhere
+	)
+	if extraEnv != "" {
+		cmd.Env = append(cmd.Env, strings.Split(extraEnv, ",")...)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &shopd{cmd: cmd, done: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "listening" {
+				select {
+				case addr <- l.Addr:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() { s.done <- cmd.Wait() }()
+	select {
+	case a := <-addr:
+		s.base = "http://" + a
+	case err := <-s.done:
+		return nil, fmt.Errorf("shopd exited: %v", err)
+	case <-time.After(20 * time.Second):
+		s.stop()
+		return nil, errors.New("shopd did not log its address within 20s")
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+	for i := 0; ; i++ {
+		r, err := http.Get(s.base + "/health")
+		if err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				return s, nil
+			}
+		}
+		if i > 100 {
+			s.stop()
+			return nil, fmt.Errorf("/health never answered: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for shopd to exit (SIGKILL after 20s).
+func (s *shopd) stop() {
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// memory returns pid's resident set and its peak, in MB, from /proc.
+func memory(pid int) (rss, peak float64, err error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read memory of shopd (Linux /proc needed): %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		switch k {
+		case "VmRSS":
+			rss = kb / 1024
+		case "VmHWM":
+			peak = kb / 1024
+		}
+	}
+	return rss, peak, nil
+}
+
+// attack sends rate requests per second to each target for d, all at
+// once, and returns each target's latency summary. Each result is also
+// added to acc[target] when acc is not nil.
+func attack(targets map[string]string, rate int, d time.Duration, acc map[string]*vegeta.Metrics) map[string]Latency {
+	out := map[string]Latency{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, u := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a := vegeta.NewAttacker(vegeta.Timeout(10*time.Second), vegeta.KeepAlive(true))
+			var m vegeta.Metrics
+			for r := range a.Attack(vegeta.NewStaticTargeter(vegeta.Target{Method: "GET", URL: u}), vegeta.Rate{Freq: rate, Per: time.Second}, d, name) {
+				m.Add(r)
+				if acc != nil {
+					acc[name].Add(r) // one goroutine per target: no sharing
+				}
+			}
+			mu.Lock()
+			out[name] = summarize(&m)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// summarize closes m and returns its latency summary in milliseconds.
+func summarize(m *vegeta.Metrics) Latency {
+	m.Close()
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return Latency{Requests: m.Requests, Success: m.Success, P50: ms(m.Latencies.P50),
+		P95: ms(m.Latencies.P95), P99: ms(m.Latencies.P99), Max: ms(m.Latencies.Max)}
+}
+
+// downloadCounts are what a download loop did.
+type downloadCounts struct {
+	Completed, Rejected, Bytes int64
+}
+
+// downloaders is a child process running downloadLoop: the download
+// clients live in their own process, so that their reading and garbage
+// collection do not delay vegeta's measurements in this one.
+type downloaders struct {
+	cmd *exec.Cmd
+	out strings.Builder
+}
+
+func startDownloaders(url string, n int) (*downloaders, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	d := &downloaders{cmd: exec.Command(self, "-download-loop", url, "-downloaders", strconv.Itoa(n))}
+	d.cmd.Stdout, d.cmd.Stderr = &d.out, os.Stderr
+	return d, d.cmd.Start()
+}
+
+// stop ends the loop (SIGTERM: downloads in flight are abandoned) and
+// returns its counts.
+func (d *downloaders) stop() (downloadCounts, error) {
+	var c downloadCounts
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.cmd.Wait(); err != nil {
+		return c, fmt.Errorf("download loop: %w", err)
+	}
+	err := json.Unmarshal([]byte(d.out.String()), &c)
+	return c, err
+}
+
+// downloadLoop runs n clients downloading u in a loop, honouring 429 and
+// Retry-After, until ctx ends; then it prints their counts as JSON.
+func downloadLoop(ctx context.Context, u string, n int) {
+	var completed, rejected, bytes atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				n, _, status, err := download(ctx, u)
+				switch {
+				case status == 200 && err == nil:
+					completed.Add(1)
+					bytes.Add(n)
+				case status == http.StatusTooManyRequests:
+					rejected.Add(1)
+					sleep(ctx, time.Duration(n)*time.Second) // n is Retry-After here
+				case ctx.Err() == nil:
+					fmt.Fprintf(os.Stderr, "download: status %d: %v\n", status, err)
+					sleep(ctx, time.Second)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	_ = json.NewEncoder(os.Stdout).Encode(downloadCounts{completed.Load(), rejected.Load(), bytes.Load()})
+}
+
+// download GETs u and reads the whole body. It returns the bytes read and
+// the time to the first byte; for a 429, the Retry-After in seconds.
+func download(ctx context.Context, u string) (int64, time.Duration, int, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	start := time.Now()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode == http.StatusTooManyRequests {
+		s, _ := strconv.Atoi(res.Header.Get("Retry-After"))
+		_, _ = io.Copy(io.Discard, res.Body)
+		return int64(max(s, 1)), 0, res.StatusCode, nil
+	}
+	var first [1]byte
+	if _, err := io.ReadFull(res.Body, first[:]); err != nil {
+		return 0, 0, res.StatusCode, err
+	}
+	firstByte := time.Since(start)
+	n, err := io.Copy(io.Discard, res.Body)
+	return n + 1, firstByte, res.StatusCode, err
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func printResults(w io.Writer, r *Results) {
+	fmt.Fprintf(w, "\nGET /health and GET /products at %d req/s each; %d rounds of %s idle then %s while %d clients download %d-order %s reports; all rounds together:\n\n",
+		r.Rate, len(r.Rounds), r.Duration, r.Duration, r.Downloaders, r.Orders, r.Format)
+	fmt.Fprintf(w, "| endpoint | phase | requests | success | p50 ms | p95 ms | p99 ms | max ms |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, name := range []string{"/health", "/products"} {
+		e := r.Endpoints[name]
+		for _, p := range []struct {
+			phase string
+			l     Latency
+		}{{"idle", e.Idle}, {"reports", e.Load}} {
+			fmt.Fprintf(w, "| %s | %s | %d | %.1f%% | %.2f | %.2f | %.2f | %.2f |\n", name, p.phase, p.l.Requests, 100*p.l.Success, p.l.P50, p.l.P95, p.l.P99, p.l.Max)
+		}
+		fmt.Fprintf(w, "| %s | ratio | | | %.2fx | %.2fx | %.2fx | |\n", name, e.P50Ratio, e.Load.P95/e.Idle.P95, e.P99Ratio)
+	}
+	m := r.Memory
+	fmt.Fprintf(w, "\nshopd memory: %.1f MB resident before reports, %.1f MB peak (VmHWM): growth %.1f MB\n", m.BaselineRSSMB, m.PeakRSSMB, m.GrowthMB)
+	rp := r.Reports
+	fmt.Fprintf(w, "reports under load: %d completed (%.0f MB), %d refused with 429\n", rp.Completed, rp.MB, rp.Rejected)
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	fmt.Fprintf(w, "goal p99 under load <= 2x idle: %s; memory growth < 50 MB: %s; no failed requests: %s\n",
+		verdict(r.Goals.P99Within2x), verdict(r.Goals.MemoryUnder50MB), verdict(r.Goals.NoFailedRequests))
+}
+
+func write(path string, r *Results) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("results: %s\n", path)
+	return nil
+}
+
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "the server"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxx")
+	}
+	return u.String()
+}
