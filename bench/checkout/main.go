@@ -90,7 +90,7 @@ func main() {
 	flag.IntVar(&o.hotStock, "hot-stock", 1000, "initial stock of the hot product: low for the demand, so that it sells out early in the run")
 	flag.IntVar(&o.stock, "stock", 1_000_000, "initial stock of each uniform product")
 	flag.IntVar(&o.dbMaxConns, "db-max-conns", 20, "DB_MAX_CONNS of the started shopd")
-	flag.StringVar(&o.appName, "app-name", "shoplab_bench", "application_name of the service's sessions (DB_APPLICATION_NAME), to measure their CPU")
+	flag.StringVar(&o.appName, "app-name", "shoplab_bench", "application_name of the service's sessions (PGAPPNAME), to measure their CPU")
 	flag.StringVar(&o.scenarios, "scenarios", "hot,uniform", "scenarios to run, comma-separated")
 	flag.BoolVar(&o.keep, "keep", false, "keep the bench database")
 	flag.BoolVar(&o.skipPgbench, "no-pgbench", false, "skip the pgbench comparison")

@@ -35,7 +35,7 @@ func startShopd(ctx context.Context, bin, dsn, appName string, maxConns int) (*s
 		"HOST=127.0.0.1",
 		"PORT=0",
 		"DB_MAX_CONNS="+strconv.Itoa(maxConns),
-		"DB_APPLICATION_NAME="+appName,
+		"PGAPPNAME="+appName,
 		"DD_TRACE_ENABLED=false",
 		"LOG_LEVEL=info",
 	)

@@ -60,7 +60,7 @@ func TestServeReports(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	app := fmt.Sprintf("shoplab_e2e_%d", time.Now().UnixNano()) // whose sessions are ours
 	env := map[string]string{
-		"DATABASE_URL": dsn, "PORT": "0", "HOST": "127.0.0.1", "DB_APPLICATION_NAME": app,
+		"DATABASE_URL": dsn, "PORT": "0", "HOST": "127.0.0.1", "PGAPPNAME": app,
 		"DD_TRACE_ENABLED": "false", "DD_AGENT_HOST": "127.0.0.1", "DD_DOGSTATSD_PORT": "1",
 		"REPORTS_MAX_CONNS": "1", "REPORTS_MAX_CONCURRENT": "1", "REPORTS_STATEMENT_TIMEOUT": "10s",
 	}
