@@ -1,0 +1,221 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shoplab/shoplab/service/internal/pgtest"
+	"github.com/shoplab/shoplab/service/postgres"
+	"github.com/shoplab/shoplab/service/shop"
+)
+
+// preSplit returns a pool on a fresh database migrated up to just before
+// the users split, holding the mix that the draft migration got wrong:
+// customers, merchants, merchants who placed orders, typeless users (some
+// with orders), and a product to buy.
+func preSplit(t *testing.T) (*pgxpool.Pool, postgres.Migrator) {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), pgtest.NewDatabaseAt(t, postgres.UsersSplitTables-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	mustExec(t, pool, `INSERT INTO users (email, name, user_type)
+		SELECT 'c' || g || '@example.com', 'Customer ' || g, 'customer' FROM generate_series(1, 40) g
+		UNION ALL SELECT 'm' || g || '@example.com', 'Merchant ' || g, 'merchant' FROM generate_series(1, 10) g
+		UNION ALL SELECT 't' || g || '@example.com', 'Typeless ' || g, NULL FROM generate_series(1, 7) g`)
+	mustExec(t, pool, `INSERT INTO products (name, price, inventory) VALUES ('Widget', 9.99, 1000000)`)
+	// Every customer, the first four merchants and the first three typeless users buy.
+	mustExec(t, pool, `INSERT INTO orders (user_id, status, total)
+		SELECT u.id, 'completed', 9.99 FROM users u, generate_series(1, 3)
+		WHERE u.user_type = 'customer' OR u.email IN ('m1@example.com','m2@example.com','m3@example.com','m4@example.com',
+		                                               't1@example.com','t2@example.com','t3@example.com')`)
+	mustExec(t, pool, `INSERT INTO order_items (order_id, product_id, quantity, price)
+		SELECT o.id, p.id, 1, 9.99 FROM orders o, products p`)
+	return pool, postgres.Migrator{Pool: pool, Out: testWriter{t}, Backoff: 100e6}
+}
+
+func mustExec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// testWriter sends output lines to the test log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestUsersSplitBackfillVerifyContract walks the steps without traffic:
+// verify fails until the backfill has run; the validate step refuses before
+// it; the backfill maps every kind of user as decided and is idempotent;
+// the contract step leaves customers, merchants and orders.customer_id.
+func TestUsersSplitBackfillVerifyContract(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, mig := preSplit(t)
+	db := postgres.New(pool)
+
+	if err := mig.UpTo(ctx, postgres.UsersSplitSync); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("VerifyFailsBeforeBackfill", func(t *testing.T) {
+		r, err := db.VerifyUsersSplit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.OK() {
+			t.Fatalf("verify passed before the backfill")
+		}
+	})
+	t.Run("ValidateRefusesBeforeBackfill", func(t *testing.T) {
+		err := mig.UpTo(ctx, postgres.UsersSplitValidate)
+		if err == nil || !strings.Contains(err.Error(), "have no customer_id yet") {
+			t.Fatalf("validate step: %v, want a refusal naming the missing customer_id", err)
+		}
+		if err := mig.DownTo(ctx, postgres.UsersSplitSync); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	var out strings.Builder
+	st, err := db.BackfillUsersSplit(ctx, postgres.BackfillOptions{BatchSize: 16, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(out.String())
+	if st.Users != 57 || st.Orders != 3*(40+4+3) || st.Batches < 4 {
+		t.Errorf("backfill read %+v, want 57 users and 141 orders in several batches", st)
+	}
+	if !strings.Contains(out.String(), "users 57/57 (100.0%)") || !strings.Contains(out.String(), "orders 141/141 (100.0%)") {
+		t.Errorf("progress output lacks the totals:\n%s", out.String())
+	}
+
+	t.Run("VerifyReport", func(t *testing.T) {
+		r, err := db.VerifyUsersSplit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		r.Write(&b)
+		if !r.OK() {
+			t.Fatalf("verify failed after the backfill:\n%s", b.String())
+		}
+		want := postgres.UsersSplitReport{Users: 57, Typeless: 7, CustomerUsers: 40, MerchantUsers: 10, MerchantBuyers: 4,
+			Customers: 40 + 7 + 4, Merchants: 10, Orders: 141, Checks: r.Checks}
+		if fmt.Sprint(r) != fmt.Sprint(want) {
+			t.Errorf("report %+v, want %+v", r, want)
+		}
+		for _, s := range []string{"typeless 7", "merchant-buyers         4", "old and new agree"} {
+			if !strings.Contains(b.String(), s) {
+				t.Errorf("report lacks %q:\n%s", s, b.String())
+			}
+		}
+	})
+
+	t.Run("BackfillIsIdempotent", func(t *testing.T) {
+		st, err := db.BackfillUsersSplit(ctx, postgres.BackfillOptions{BatchSize: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.UsersChanged != 0 || st.OrdersChanged != 0 {
+			t.Errorf("second run changed %+v, want nothing", st)
+		}
+	})
+
+	t.Run("BackfillResumes", func(t *testing.T) {
+		// Orders as they were before the trigger existed, and a run
+		// interrupted before it reached them that left its position behind.
+		mustExec(t, pool, `ALTER TABLE orders DISABLE TRIGGER users_split_sync`)
+		mustExec(t, pool, `UPDATE orders SET customer_id = NULL WHERE id IN (SELECT id FROM orders ORDER BY id DESC LIMIT 5)`)
+		mustExec(t, pool, `ALTER TABLE orders ENABLE TRIGGER users_split_sync`)
+		mustExec(t, pool, `INSERT INTO users_split_backfill (phase, after_id)
+			VALUES ('users', 'ffffffff-ffff-ffff-ffff-ffffffffffff'), ('orders', (SELECT id FROM orders ORDER BY id DESC OFFSET 10 LIMIT 1))`)
+		var out strings.Builder
+		st, err := db.BackfillUsersSplit(ctx, postgres.BackfillOptions{Out: &out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Users != 0 || st.Orders != 10 || st.OrdersChanged != 5 || !strings.Contains(out.String(), "resuming orders after id") {
+			t.Errorf("resumed run %+v:\n%s", st, out.String())
+		}
+		if n := count(t, pool, `SELECT count(*) FROM users_split_backfill`); n != 0 {
+			t.Errorf("a finished run left %d positions", n)
+		}
+	})
+
+	t.Run("TriggersKeepWritesInStep", func(t *testing.T) {
+		mustExec(t, pool, `INSERT INTO users (email, name, user_type) VALUES ('late@example.com', 'Late', 'merchant')`)
+		mustExec(t, pool, `UPDATE users SET name = 'Renamed' WHERE email = 'c1@example.com'`)
+		mustExec(t, pool, `UPDATE users SET user_type = 'merchant' WHERE email = 'c2@example.com'`) // has orders: stays a customer too
+		mustExec(t, pool, `UPDATE users SET user_type = 'customer' WHERE email = 'm9@example.com'`)
+		mustExec(t, pool, `INSERT INTO orders (user_id, total) SELECT id, 1 FROM users WHERE email = 'm10@example.com'`) // a merchant's first order
+		mustExec(t, pool, `DELETE FROM users WHERE email = 't7@example.com'`)
+		r, err := db.VerifyUsersSplit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.OK() {
+			var b strings.Builder
+			r.Write(&b)
+			t.Fatalf("verify after writes:\n%s", b.String())
+		}
+		if n := count(t, pool, `SELECT count(*) FROM customers c JOIN merchants m USING (id) WHERE c.email IN ('c2@example.com', 'm10@example.com')`); n != 2 {
+			t.Errorf("%d of the 2 merchant-buyers are in both tables", n)
+		}
+	})
+
+	t.Run("ContractRefusesOnDifference", func(t *testing.T) {
+		if err := mig.UpTo(ctx, postgres.UsersSplitNotNull); err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, pool, `UPDATE customers SET name = 'Drifted' WHERE email = 'c3@example.com'`)
+		err := mig.UpTo(ctx, postgres.UsersSplitContract)
+		if err == nil || !strings.Contains(err.Error(), "refusing to contract") || !strings.Contains(err.Error(), "email, name or created_at differ: 1") {
+			t.Fatalf("contract: %v, want a refusal naming the difference", err)
+		}
+		if _, err := db.BackfillUsersSplit(ctx, postgres.BackfillOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	if err := mig.UpTo(ctx, postgres.UsersSplitContract); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("AfterContract", func(t *testing.T) {
+		if n := count(t, pool, `SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id`); n != 141+1 {
+			t.Errorf("%d orders joined to their customer, want 142", n)
+		}
+		if n := count(t, pool, `SELECT count(*) FROM users_legacy`); n != 57 {
+			t.Errorf("users_legacy holds %d users, want 57", n)
+		}
+		r, err := db.VerifyUsersSplit(ctx)
+		if err != nil || !r.Contracted {
+			t.Errorf("verify after contract: %+v %v", r, err)
+		}
+		if _, err := db.BackfillUsersSplit(ctx, postgres.BackfillOptions{}); shop.ErrorCode(err) != shop.ECONFLICT {
+			t.Errorf("backfill after contract: %v, want ECONFLICT", err)
+		}
+		err = mig.Down(ctx)
+		if err == nil || !strings.Contains(err.Error(), "irreversible") {
+			t.Errorf("down from contract: %v, want irreversible", err)
+		}
+	})
+}
