@@ -4,8 +4,9 @@
 -- prints) finds no difference. The check runs before any lock is taken:
 -- writes go on during it, and the triggers keep the new tables in step with
 -- them until the triggers are dropped below, under the exclusive locks.
--- Then: drop the triggers and orders.user_id (its index and foreign key go
--- with it), and rename users to users_legacy, kept for an observation
+-- Then: drop the sync triggers and orders.user_id (its index and foreign
+-- key go with it), add the small trigger that makes a buying merchant a
+-- customer, and rename users to users_legacy, kept for an observation
 -- period and dropped by hand later. The running service notices on its next
 -- statement (undefined table/column), re-reads the schema and goes on with
 -- customers, merchants and orders.customer_id.
@@ -45,6 +46,26 @@ DROP FUNCTION users_split_check();
 DROP TABLE users_split_backfill;
 -- squawk-ignore ban-drop-column -- the point of the step: verified equal to customer_id just above; the service switches to customer_id when this statement makes its old queries fail
 ALTER TABLE orders DROP COLUMN user_id;
+-- A merchant who buys becomes a customer, as the orders trigger above saw
+-- to before: checkout inserts the order with the merchant's id and this
+-- trigger copies the merchant into customers first if needed.
+-- +goose StatementBegin
+CREATE FUNCTION orders_buyer_is_customer() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM customers WHERE id = NEW.customer_id) THEN
+        INSERT INTO customers (id, email, name, created_at)
+        SELECT m.id, m.email, m.name, m.created_at FROM merchants m WHERE m.id = NEW.customer_id
+        ON CONFLICT (id) DO NOTHING;
+    END IF;
+    RETURN NEW;
+END
+$$;
+-- +goose StatementEnd
+CREATE TRIGGER orders_buyer_is_customer
+    BEFORE INSERT OR UPDATE OF customer_id ON orders
+    FOR EACH ROW EXECUTE FUNCTION orders_buyer_is_customer();
+
 -- squawk-ignore renaming-table -- kept, not dropped, so that a mistake found later can still be repaired by hand; the service stops using it when this runs
 ALTER TABLE users RENAME TO users_legacy;
 

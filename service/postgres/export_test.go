@@ -24,3 +24,9 @@ func (r *Relay) ClaimAndAbandon(ctx context.Context) (int, error) {
 
 // EscapeLike is the search's LIKE escaping.
 var EscapeLike = likeEscaper.Replace
+
+// Expand returns sql as the stores run it on db's current users schema.
+func (db *DB) Expand(ctx context.Context, sql string) (string, error) {
+	m, err := db.users.current(ctx, db.Pool)
+	return db.q(m, sql), err
+}
