@@ -5,13 +5,20 @@
 -- (or after it) is lost. The application still reads and writes users and
 -- orders.user_id only.
 --
--- Locks: ADD COLUMN (nullable, no default: catalogue only, no rewrite) takes
--- ACCESS EXCLUSIVE on orders for an instant; CREATE TRIGGER takes SHARE ROW
--- EXCLUSIVE on users and orders for an instant. lock_timeout bounds how long
--- each waits behind running transactions (and so how long traffic queues
--- behind it); shopd migrate retries on lock_not_available.
+-- Locks: CREATE TRIGGER takes SHARE ROW EXCLUSIVE on users (it blocks only
+-- writes to users); ADD COLUMN (nullable, no default: catalogue only, no
+-- rewrite) takes ACCESS EXCLUSIVE on orders. Both are held to the commit,
+-- an instant later. They are taken first and in the order checkouts take
+-- theirs (users, then orders), or a checkout holding users and waiting for
+-- orders and this migration holding orders and waiting for users would
+-- deadlock. lock_timeout bounds how long each waits behind running
+-- transactions (and so how long traffic queues behind it); shopd migrate
+-- retries on lock_not_available.
 SET LOCAL lock_timeout = '2s';
 SET LOCAL statement_timeout = '10s';
+
+LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE;
+LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;
 
 ALTER TABLE orders ADD COLUMN customer_id uuid;
 
@@ -179,8 +186,11 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
+-- DROP TRIGGER and DROP COLUMN take ACCESS EXCLUSIVE; users first, as
+-- checkouts do (see above).
 SET LOCAL lock_timeout = '2s';
 SET LOCAL statement_timeout = '10s';
+LOCK TABLE users, orders IN ACCESS EXCLUSIVE MODE;
 DROP FUNCTION users_split_check();
 -- squawk-ignore ban-drop-table -- bookkeeping of the backfill only; its progress means nothing once customer_id is gone
 DROP TABLE users_split_backfill;

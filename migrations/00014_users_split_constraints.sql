@@ -6,8 +6,14 @@
 -- foreign key, ACCESS EXCLUSIVE on orders for the CHECK) for an instant.
 -- 00015 validates them without blocking writes. The CHECK stands in for NOT
 -- NULL, which cannot be added NOT VALID.
+-- orders is locked first, once, in the mode the CHECK needs: the writers
+-- (checkout, and the users trigger of 00012) lock orders before customers,
+-- and so must this step, or a writer holding orders and waiting for
+-- customers and this step holding customers and upgrading its lock on
+-- orders deadlock.
 SET LOCAL lock_timeout = '2s';
 SET LOCAL statement_timeout = '10s';
+LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;
 
 ALTER TABLE orders ADD CONSTRAINT orders_customer_id_fkey
     FOREIGN KEY (customer_id) REFERENCES customers (id) NOT VALID;
@@ -17,5 +23,6 @@ ALTER TABLE orders ADD CONSTRAINT orders_customer_id_not_null
 -- +goose Down
 SET LOCAL lock_timeout = '2s';
 SET LOCAL statement_timeout = '10s';
+LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;
 ALTER TABLE orders DROP CONSTRAINT orders_customer_id_not_null;
 ALTER TABLE orders DROP CONSTRAINT orders_customer_id_fkey;

@@ -28,9 +28,11 @@ ALTER TABLE orders VALIDATE CONSTRAINT orders_customer_id_not_null;
 
 -- +goose Down
 -- Back to 00014's state: both constraints enforced for new rows, not
--- validated. Dropping and re-adding NOT VALID is metadata only.
+-- validated. Dropping and re-adding NOT VALID is metadata only. orders is
+-- locked first, as in 00014.
 SET LOCAL lock_timeout = '2s';
 SET LOCAL statement_timeout = '10s';
+LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;
 ALTER TABLE orders DROP CONSTRAINT orders_customer_id_not_null;
 ALTER TABLE orders ADD CONSTRAINT orders_customer_id_not_null
     CHECK (customer_id IS NOT NULL) NOT VALID;
