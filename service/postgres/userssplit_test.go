@@ -219,3 +219,70 @@ func TestUsersSplitBackfillVerifyContract(t *testing.T) {
 		}
 	})
 }
+
+// TestUsersSchemaSwitch proves that every store method notices the contract
+// step by itself: each runs first on a store that detected the old schema,
+// after the contract step has run, and succeeds on the new one (its first
+// statement fails with undefined table/column, the store re-detects and
+// runs it again).
+func TestUsersSchemaSwitch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, mig := preSplit(t)
+	if err := mig.UpTo(ctx, postgres.UsersSplitSync); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.New(pool).BackfillUsersSplit(ctx, postgres.BackfillOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mig.UpTo(ctx, postgres.UsersSplitNotNull); err != nil {
+		t.Fatal(err)
+	}
+	var merchant, customer, product string
+	if err := pool.QueryRow(ctx, `SELECT (SELECT id::text FROM users WHERE email = 'm9@example.com'),
+		(SELECT id::text FROM users WHERE email = 'c1@example.com'), (SELECT id::text FROM products LIMIT 1)`).Scan(&merchant, &customer, &product); err != nil {
+		t.Fatal(err)
+	}
+	ops := map[string]func(db *postgres.DB) error{
+		"Checkout": func(db *postgres.DB) error {
+			// A merchant's first purchase: it becomes a customer too.
+			_, err := db.Checkout(ctx, shop.CheckoutRequest{UserID: merchant, Items: []shop.CartLine{{ProductID: product, Quantity: 1}}})
+			return err
+		},
+		"OrdersByUser": func(db *postgres.DB) error {
+			orders, _, err := db.OrdersByUser(ctx, customer, shop.OrderPage{Limit: 10})
+			if err == nil && len(orders) != 3 {
+				err = fmt.Errorf("%d orders, want 3", len(orders))
+			}
+			return err
+		},
+		"CreateUser": func(db *postgres.DB) error {
+			_, err := db.CreateUser(ctx, shop.NewUser{Email: "after@example.com", Name: "After", UserType: "merchant"})
+			return err
+		},
+	}
+	stores := map[string]*postgres.DB{}
+	for name := range ops {
+		stores[name] = postgres.New(pool)
+		if mode, err := stores[name].DetectUsersSchema(ctx); err != nil || mode != "users" {
+			t.Fatalf("before contract: %q %v", mode, err)
+		}
+	}
+	if err := mig.UpTo(ctx, postgres.UsersSplitContract); err != nil {
+		t.Fatal(err)
+	}
+	for name, op := range ops {
+		t.Run(name, func(t *testing.T) {
+			if err := op(stores[name]); err != nil {
+				t.Fatalf("first call after the contract step: %v", err)
+			}
+			sql, _ := stores[name].Expand(ctx, "{buyer_id}")
+			if sql != "customer_id" {
+				t.Errorf("the store still writes %q for the buyer", sql)
+			}
+		})
+	}
+	if n := count(t, pool, `SELECT count(*) FROM customers c JOIN merchants m USING (id) WHERE m.email = 'm9@example.com'`); n != 1 {
+		t.Errorf("the merchant who bought after the contract step is not a customer too")
+	}
+}
