@@ -13,10 +13,16 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   exit 1
 fi
 
+# Install the pinned version when it is not there yet. Not `npm ci`: the
+# lock lists only the linux-x64 build of squawk (the registry these machines
+# reach serves no other), and npm ci refuses a lock that lacks the other
+# platforms' optional packages. `npm install --no-save` installs the same
+# pinned, integrity-checked packages and leaves the lock as it is.
 squawk=tools/squawk/node_modules/.bin/squawk
-if [[ ! -x $squawk || tools/squawk/package-lock.json -nt tools/squawk/node_modules/.package-lock.json ]]; then
-  echo "lint-migrations: installing squawk-cli (npm ci --prefix tools/squawk)"
-  npm ci --prefix tools/squawk --no-audit --no-fund --loglevel=error
+want=$(sed -n 's/.*"squawk-cli": "\(.*\)".*/\1/p' tools/squawk/package.json)
+if [[ ! -x $squawk || "$("$squawk" --version 2>/dev/null)" != "squawk $want" ]]; then
+  echo "lint-migrations: installing squawk-cli $want into tools/squawk"
+  npm install --prefix tools/squawk --no-save --no-audit --no-fund --loglevel=error
 fi
 
 tx=() notx=()
