@@ -35,6 +35,8 @@ import (
 // DetectUsersSchema at start) and again whenever a statement fails because
 // a table or column it names does not exist (42P01, 42703): the public
 // store method that ran it is then run once more, if the schema did change.
+// Each store holds its own usersSchema and runs its public methods through
+// its run: DB, and Reports, whose pool may be another (a read replica's).
 
 // usersMode is the users schema a statement is written for.
 type usersMode int32
@@ -124,14 +126,17 @@ func (s *usersSchema) sql(m usersMode, q string) string {
 // run calls fn with the current mode. When fn fails because a table or
 // column is gone and the schema has indeed changed since, it calls fn
 // once more with the new mode. fn must be safe to repeat: a whole
-// transaction, or reads that have delivered nothing yet.
+// transaction, or reads that have delivered nothing yet (a stream that
+// has passed rows on returns its error through delivered, and is not
+// repeated).
 func (s *usersSchema) run(ctx context.Context, pool *pgxpool.Pool, fn func(m usersMode) error) error {
 	m, err := s.current(ctx, pool)
 	if err != nil {
 		return err
 	}
 	err = fn(m)
-	if err == nil || !schemaGone(err) {
+	var d deliveredError
+	if err == nil || !schemaGone(err) || errors.As(err, &d) {
 		return err
 	}
 	now, derr := s.detect(ctx, pool)
@@ -140,6 +145,16 @@ func (s *usersSchema) run(ctx context.Context, pool *pgxpool.Pool, fn func(m use
 	}
 	return fn(now)
 }
+
+// deliveredError is an error of a read that has already passed results on.
+type deliveredError struct{ error }
+
+func (e deliveredError) Unwrap() error { return e.error }
+
+// delivered marks err, returned by run's fn, as one that struck after fn
+// passed results on: run must not call fn again. The error still wraps
+// err, so wrapErr maps it as usual.
+func delivered(err error) error { return deliveredError{err} }
 
 // schemaGone reports whether err says a table or column does not exist.
 func schemaGone(err error) bool {
@@ -155,7 +170,13 @@ func (db *DB) q(m usersMode, sql string) string { return db.users.sql(m, sql) }
 // "customers" (after it). Stores detect it by themselves; the service calls
 // this at start to log it. Errors: EUNAVAILABLE, EINTERNAL.
 func (db *DB) DetectUsersSchema(ctx context.Context) (string, error) {
-	m, err := db.users.detect(ctx, db.Pool)
+	return db.users.detectName(ctx, db.Pool)
+}
+
+// detectName detects the schema on pool and names it as DetectUsersSchema
+// does.
+func (s *usersSchema) detectName(ctx context.Context, pool *pgxpool.Pool) (string, error) {
+	m, err := s.detect(ctx, pool)
 	if err != nil {
 		return "", wrapErr(err)
 	}

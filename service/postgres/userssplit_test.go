@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -221,10 +222,10 @@ func TestUsersSplitBackfillVerifyContract(t *testing.T) {
 }
 
 // TestUsersSchemaSwitch proves that every store method notices the contract
-// step by itself: each runs first on a store that detected the old schema,
-// after the contract step has run, and succeeds on the new one (its first
-// statement fails with undefined table/column, the store re-detects and
-// runs it again).
+// step by itself: each runs first on a store (DB or Reports) that detected
+// the old schema, after the contract step has run, and succeeds on the new
+// one (its first statement fails with undefined table/column, the store
+// re-detects and runs it again).
 func TestUsersSchemaSwitch(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -238,45 +239,103 @@ func TestUsersSchemaSwitch(t *testing.T) {
 	if err := mig.UpTo(ctx, postgres.UsersSplitNotNull); err != nil {
 		t.Fatal(err)
 	}
-	var merchant, customer, product string
+	var merchant, merchantBuyer, customer, typeless, product string
 	if err := pool.QueryRow(ctx, `SELECT (SELECT id::text FROM users WHERE email = 'm9@example.com'),
-		(SELECT id::text FROM users WHERE email = 'c1@example.com'), (SELECT id::text FROM products LIMIT 1)`).Scan(&merchant, &customer, &product); err != nil {
+		(SELECT id::text FROM users WHERE email = 'm1@example.com'), (SELECT id::text FROM users WHERE email = 'c1@example.com'),
+		(SELECT id::text FROM users WHERE email = 't1@example.com'), (SELECT id::text FROM products LIMIT 1)`).Scan(
+		&merchant, &merchantBuyer, &customer, &typeless, &product); err != nil {
 		t.Fatal(err)
 	}
-	ops := map[string]func(db *postgres.DB) error{
-		"Checkout": func(db *postgres.DB) error {
+	// A store that has detected the schema before the contract step, and
+	// the operation to run on it after.
+	type switcher interface {
+		DetectUsersSchema(ctx context.Context) (string, error)
+		Expand(ctx context.Context, sql string) (string, error)
+	}
+	type op struct {
+		store switcher
+		run   func() error
+	}
+	onDB := func(f func(*postgres.DB) error) op {
+		db := postgres.New(pool)
+		return op{db, func() error { return f(db) }}
+	}
+	onReports := func(f func(*postgres.Reports) error) op {
+		r := postgres.NewReports(pool, 5*time.Second)
+		return op{r, func() error { return f(r) }}
+	}
+	lines := func(r *postgres.Reports, user string, limit, want int) error {
+		n := 0
+		err := r.StreamReport(ctx, user, limit, func(shop.ReportLine) error { n++; return nil })
+		if err == nil && n != want {
+			err = fmt.Errorf("%d lines, want %d", n, want)
+		}
+		return err
+	}
+	ops := map[string]op{
+		"Checkout": onDB(func(db *postgres.DB) error {
 			// A merchant's first purchase: it becomes a customer too.
 			_, err := db.Checkout(ctx, shop.CheckoutRequest{UserID: merchant, Items: []shop.CartLine{{ProductID: product, Quantity: 1}}})
 			return err
-		},
-		"OrdersByUser": func(db *postgres.DB) error {
+		}),
+		"OrdersByUser": onDB(func(db *postgres.DB) error {
 			orders, _, err := db.OrdersByUser(ctx, customer, shop.OrderPage{Limit: 10})
 			if err == nil && len(orders) != 3 {
 				err = fmt.Errorf("%d orders, want 3", len(orders))
 			}
 			return err
-		},
-		"CreateUser": func(db *postgres.DB) error {
+		}),
+		"CreateUser": onDB(func(db *postgres.DB) error {
 			_, err := db.CreateUser(ctx, shop.NewUser{Email: "after@example.com", Name: "After", UserType: "merchant"})
 			return err
-		},
+		}),
+		"SeedBulkUser": onDB(func(db *postgres.DB) error {
+			id, err := db.SeedBulkUser(ctx, "bulk@example.com", "Bulk", 4)
+			if err == nil {
+				if n := count(t, pool, `SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.id = $1`, id); n != 4 {
+					err = fmt.Errorf("the bulk customer has %d orders, want 4", n)
+				}
+			}
+			return err
+		}),
+		"ReportSummary": onReports(func(r *postgres.Reports) error {
+			s, err := r.ReportSummary(ctx, customer)
+			if err == nil && (s.OrderCount != 3 || s.ItemsPurchased != 3 || s.User.UserType != "customer") {
+				err = fmt.Errorf("summary %+v", s)
+			}
+			return err
+		}),
+		"ReportSummaryOfMerchantBuyer": onReports(func(r *postgres.Reports) error {
+			s, err := r.ReportSummary(ctx, merchantBuyer)
+			if err == nil && (s.OrderCount != 3 || s.User.UserType != "merchant") {
+				err = fmt.Errorf("summary %+v", s)
+			}
+			return err
+		}),
+		"ReportUser": onReports(func(r *postgres.Reports) error {
+			u, err := r.ReportUser(ctx, typeless)
+			if err == nil && (u.Email != "t1@example.com" || u.UserType != "customer") {
+				err = fmt.Errorf("user %+v, want t1 as a customer", u)
+			}
+			return err
+		}),
+		"StreamReport":     onReports(func(r *postgres.Reports) error { return lines(r, merchantBuyer, 0, 3) }),
+		"StreamReportHead": onReports(func(r *postgres.Reports) error { return lines(r, customer, 2, 2) }),
 	}
-	stores := map[string]*postgres.DB{}
-	for name := range ops {
-		stores[name] = postgres.New(pool)
-		if mode, err := stores[name].DetectUsersSchema(ctx); err != nil || mode != "users" {
-			t.Fatalf("before contract: %q %v", mode, err)
+	for name, o := range ops {
+		if mode, err := o.store.DetectUsersSchema(ctx); err != nil || mode != "users" {
+			t.Fatalf("%s before contract: %q %v", name, mode, err)
 		}
 	}
 	if err := mig.UpTo(ctx, postgres.UsersSplitContract); err != nil {
 		t.Fatal(err)
 	}
-	for name, op := range ops {
+	for name, o := range ops {
 		t.Run(name, func(t *testing.T) {
-			if err := op(stores[name]); err != nil {
+			if err := o.run(); err != nil {
 				t.Fatalf("first call after the contract step: %v", err)
 			}
-			sql, _ := stores[name].Expand(ctx, "{buyer_id}")
+			sql, _ := o.store.Expand(ctx, "{buyer_id}")
 			if sql != "customer_id" {
 				t.Errorf("the store still writes %q for the buyer", sql)
 			}

@@ -3,6 +3,7 @@ package splittest
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,11 +37,43 @@ type world struct {
 	mu       sync.Mutex
 	accounts map[string]*account // by id
 	ids      []string
-	orders   map[string]string // order id -> buyer id, every 201 checkout
-	problems []string          // every answer a writer should never have had
+	orders   map[string]string   // order id -> buyer id, every 201 checkout
+	byBuyer  map[string][]string // buyer id -> its seeded orders and 201 checkouts
+	reports  []reportSeen        // what every report read showed
+	problems []string            // every answer a writer should never have had
 
 	checkouts, created, reads atomic.Int64 // successful requests
+	summaries, downloads      atomic.Int64 // successful report reads: JSON summaries, CSV downloads
 	retries                   atomic.Int64 // 503s and retryable 409s, retried
+}
+
+// reportSeen is what one report of a buyer showed: its order count, and
+// for a download the ids of its orders.
+type reportSeen struct {
+	buyer  string
+	count  int
+	orders []string
+}
+
+// known returns the orders of buyer that the test knows of now, and its
+// email.
+func (w *world) known(buyer string) ([]string, string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.byBuyer[buyer]...), w.accounts[buyer].email
+}
+
+func (w *world) addOrder(id, buyer string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.orders[id] = buyer
+	w.byBuyer[buyer] = append(w.byBuyer[buyer], id)
+}
+
+func (w *world) sawReport(r reportSeen) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.reports = append(w.reports, r)
 }
 
 func (w *world) problem(format string, args ...any) {
@@ -68,15 +101,18 @@ func (w *world) randomAccount(r *rand.Rand) string {
 // customers, merchants, merchants who bought, and typeless legacy users,
 // with their orders. Goroutines check out (as every kind of user,
 // including users created meanwhile), create customers and merchants with
-// POST /users, and read order history and reports, all through the real
-// router, retrying only what the API marks retryable (503, or 409 with
-// Retry-After). Meanwhile every migration step goes up, every reversible
+// POST /users, and read order history and reports (the JSON summary and a
+// CSV download, from a reports store on its own pool as shopd has it), all
+// through the real router, retrying only what the API marks retryable
+// (503, or 409 with Retry-After). Meanwhile every migration step goes up, every reversible
 // one down and up again, the backfill runs after the sync step and the
 // verification before the contract step; each step waits until the writers
 // have made progress on it. At the end: no writer ever got another 5xx,
 // every 201 checkout is an order with its buyer as customer, and no other
 // order exists; customers and merchants hold exactly the accounts the
-// mapping says; order history through the API returns every order.
+// mapping says; order history through the API returns every order; every
+// report showed every order acknowledged before it and none of another
+// buyer's.
 func TestUsersSplitOnline(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -106,7 +142,17 @@ func TestUsersSplitOnline(t *testing.T) {
 	if mode, err := db.DetectUsersSchema(ctx); err != nil || mode != "users" {
 		t.Fatalf("schema at start: %q %v, want users", mode, err)
 	}
-	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: db, Orders: db, Reports: postgres.NewReports(db.Pool, 0), Users: db, DB: db}))
+	// Reports on a pool of their own, as shopd runs them: their store
+	// detects the schema, and follows its change, by itself.
+	rcfg := cfg.Copy()
+	rcfg.MaxConns = 2
+	reportsPool, err := pgxpool.NewWithConfig(ctx, rcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reportsPool.Close)
+	reports := postgres.NewReports(reportsPool, 5*time.Second)
+	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: db, Orders: db, Reports: reports, Users: db, DB: db}))
 	t.Cleanup(srv.Close)
 
 	// The writers, until stop.
@@ -125,16 +171,20 @@ func TestUsersSplitOnline(t *testing.T) {
 	mig := postgres.Migrator{Pool: check, Out: logWriter{t}, Backoff: 50 * time.Millisecond, Retries: 10}
 	step := func(name string, fn func() error) {
 		t.Helper()
-		c0, u0 := w.checkouts.Load(), w.created.Load()
+		c0, u0, s0, d0 := w.checkouts.Load(), w.created.Load(), w.summaries.Load(), w.downloads.Load()
 		start := time.Now()
 		if err := fn(); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		// Let the writers work on this step before the next one.
+		// Let the writers and readers work on this step before the next one.
 		deadline := time.Now().Add(time.Minute)
-		for w.checkouts.Load() < c0+3 || w.created.Load() < u0+1 {
+		for w.checkouts.Load() < c0+3 || w.created.Load() < u0+1 || w.summaries.Load() < s0+1 || w.downloads.Load() < d0+1 {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: the writers made no progress in a minute (checkouts %d, users %d)", name, w.checkouts.Load()-c0, w.created.Load()-u0)
+				w.mu.Lock()
+				problems := w.problems[:min(len(w.problems), 5)]
+				w.mu.Unlock()
+				t.Fatalf("%s: the clients made no progress in a minute (checkouts %d, users %d, report summaries %d, downloads %d); first problems: %q", name,
+					w.checkouts.Load()-c0, w.created.Load()-u0, w.summaries.Load()-s0, w.downloads.Load()-d0, problems)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -185,8 +235,8 @@ func TestUsersSplitOnline(t *testing.T) {
 		for _, p := range w.problems {
 			t.Error(p)
 		}
-		t.Logf("%d checkouts, %d users created, %d reads, %d retried answers (503, or 409 with Retry-After)",
-			w.checkouts.Load(), w.created.Load(), w.reads.Load(), w.retries.Load())
+		t.Logf("%d checkouts, %d users created, %d order-history reads, %d report summaries, %d report downloads, %d retried answers (503, or 409 with Retry-After)",
+			w.checkouts.Load(), w.created.Load(), w.reads.Load(), w.summaries.Load(), w.downloads.Load(), w.retries.Load())
 	})
 	t.Run("SchemaSwitched", func(t *testing.T) {
 		if mode, err := db.DetectUsersSchema(ctx); err != nil || mode != "customers" {
@@ -267,6 +317,35 @@ func TestUsersSplitOnline(t *testing.T) {
 			t.Errorf("order history returned %d orders in all, want %d", got, want)
 		}
 	})
+	t.Run("ReportsShowTheirBuyersOrders", func(t *testing.T) {
+		// Every account's report once more, now that the test knows every
+		// order: each must hold all of its buyer's (readReports)...
+		before := len(w.problems)
+		for id := range w.accounts {
+			readReports(w, srv, id)
+		}
+		for _, p := range w.problems[before:] {
+			t.Error(p)
+		}
+		// ...and no report, during the walk or after it, counted more or
+		// listed another buyer's.
+		buyerOf := rowsOf(t, check, `SELECT id::text, customer_id::text FROM orders`)
+		perBuyer := map[string]int{}
+		for _, b := range buyerOf {
+			perBuyer[b]++
+		}
+		for _, r := range w.reports {
+			if r.count > perBuyer[r.buyer] {
+				t.Errorf("a report of %s counted %d orders; the buyer has %d", r.buyer, r.count, perBuyer[r.buyer])
+			}
+			for _, o := range r.orders {
+				if buyerOf[o] != r.buyer {
+					t.Errorf("a report of %s listed order %s, whose buyer is %q", r.buyer, o, buyerOf[o])
+				}
+			}
+		}
+		t.Logf("%d report reads checked", len(w.reports))
+	})
 }
 
 // seed fills the pre-split database: 20 products with ample stock; 30
@@ -290,7 +369,7 @@ func seed(t *testing.T, pool *pgxpool.Pool) *world {
 			t.Fatalf("seed: %v", err)
 		}
 	}
-	w := &world{accounts: map[string]*account{}, orders: map[string]string{}}
+	w := &world{accounts: map[string]*account{}, orders: map[string]string{}, byBuyer: map[string][]string{}}
 	rows, err := pool.Query(context.Background(), `SELECT u.id::text, u.email, u.name, coalesce(u.user_type, ''),
 		EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id) FROM users u`)
 	if err != nil {
@@ -306,6 +385,9 @@ func seed(t *testing.T, pool *pgxpool.Pool) *world {
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
+	}
+	for order, buyer := range rowsOf(t, pool, `SELECT id::text, user_id::text FROM orders`) {
+		w.byBuyer[buyer] = append(w.byBuyer[buyer], order)
 	}
 	return w
 }
@@ -331,8 +413,12 @@ func send(w *world, srv *httptest.Server, method, path string, body any) (int, [
 			w.problem("%s %s: %v", method, path, err)
 			return 0, nil
 		}
-		b, _ := io.ReadAll(res.Body)
+		b, err := io.ReadAll(res.Body)
 		res.Body.Close()
+		if err != nil {
+			w.problem("%s %s: %d, the body was cut off after %d bytes: %v", method, path, res.StatusCode, len(b), err)
+			return 0, nil
+		}
 		retryAfter := res.Header.Get("Retry-After")
 		switch {
 		case res.StatusCode == 503 && retryAfter == "":
@@ -370,9 +456,7 @@ func checkoutLoop(ctx context.Context, w *world, srv *httptest.Server, products 
 				w.problem("checkout answered 201 with %s", res)
 				continue
 			}
-			w.mu.Lock()
-			w.orders[o.ID] = buyer
-			w.mu.Unlock()
+			w.addOrder(o.ID, buyer)
 			w.checkouts.Add(1)
 		default:
 			w.problem("checkout as %s: %d: %s", buyer, status, res)
@@ -419,15 +503,75 @@ func readLoop(ctx context.Context, w *world, srv *httptest.Server) {
 	r := rand.New(rand.NewPCG(7, 7))
 	for ctx.Err() == nil {
 		id := w.randomAccount(r)
-		for _, path := range []string{"/orders/" + id + "?limit=5", "/reports/orders/" + id} {
-			status, res := send(w, srv, "GET", path, nil)
-			if status != 200 && status != 0 {
-				w.problem("GET %s: %d: %s", path, status, res)
-			}
-			if status == 200 {
-				w.reads.Add(1)
+		path := "/orders/" + id + "?limit=5"
+		status, res := send(w, srv, "GET", path, nil)
+		if status != 200 && status != 0 {
+			w.problem("GET %s: %d: %s", path, status, res)
+		}
+		if status == 200 {
+			w.reads.Add(1)
+		}
+		readReports(w, srv, id)
+	}
+}
+
+// readReports reads the report of buyer as the JSON summary (the user's
+// email and order count, from the aggregate query and the first lines) and
+// as a CSV download (every line, through the cursor). Each must hold every
+// order the test knew of before it asked: those were acknowledged, so
+// committed. What they showed is kept for the end, when the test knows
+// every order.
+func readReports(w *world, srv *httptest.Server, buyer string) {
+	known, email := w.known(buyer)
+	path := "/reports/orders/" + buyer
+	switch status, res := send(w, srv, "GET", path, nil); status {
+	case 0:
+	case 200:
+		var s struct {
+			User       string
+			OrderCount int
+		}
+		if err := json.Unmarshal(res, &s); err != nil || s.User != email || s.OrderCount < len(known) {
+			w.problem("GET %s: %s; want %s with at least %d orders", path, res, email, len(known))
+			break
+		}
+		w.summaries.Add(1)
+		w.sawReport(reportSeen{buyer: buyer, count: s.OrderCount})
+	default:
+		w.problem("GET %s: %d: %s", path, status, res)
+	}
+	path += "?format=csv"
+	switch status, res := send(w, srv, "GET", path, nil); status {
+	case 0:
+	case 200:
+		rows, err := csv.NewReader(bytes.NewReader(res)).ReadAll()
+		if err != nil || len(rows) == 0 || rows[0][0] != "order_id" {
+			w.problem("GET %s: not a CSV report (%v): %.200s", path, err, res)
+			break
+		}
+		seen := map[string]bool{}
+		r := reportSeen{buyer: buyer}
+		for _, row := range rows[1:] {
+			if !seen[row[0]] {
+				seen[row[0]] = true
+				r.orders = append(r.orders, row[0])
 			}
 		}
+		r.count = len(r.orders)
+		missing := 0
+		for _, o := range known {
+			if !seen[o] {
+				missing++
+			}
+		}
+		if missing > 0 {
+			w.problem("GET %s: %d of the %d orders acknowledged before it are missing", path, missing, len(known))
+			break
+		}
+		w.downloads.Add(1)
+		w.sawReport(r)
+	default:
+		w.problem("GET %s: %d: %s", path, status, res)
 	}
 }
 
