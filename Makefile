@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt clean bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports
+.PHONY: build run test vet fmt lint-migrations clean bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -29,6 +29,10 @@ test: vet
 
 vet:
 	$(GO) vet ./...
+
+## lint-migrations: squawk (npm squawk-cli, installed into tools/squawk) on every migration; exceptions in .squawk.toml
+lint-migrations:
+	./scripts/lint-migrations.sh
 
 fmt:
 	gofmt -l -w service migrations bench

@@ -21,6 +21,7 @@ CREATE TABLE products (
     name        text          NOT NULL,
     description text,
     price       numeric(12,2) NOT NULL,
+    -- squawk-ignore prefer-bigint-over-int -- stock, at most 1,000,000,000 (shop.MaxInventory, validated on every write), far below 2^31
     inventory   integer       NOT NULL,
     created_at  timestamptz   NOT NULL DEFAULT now(),
     CONSTRAINT products_name_check CHECK (length(btrim(name)) BETWEEN 1 AND 200),
@@ -28,6 +29,7 @@ CREATE TABLE products (
     CONSTRAINT products_inventory_check CHECK (inventory >= 0)
 );
 -- GET /products lists newest first; the id breaks ties for stable pages.
+-- squawk-ignore require-lock-timeout, require-statement-timeout -- products was created in this same transaction: no other session can hold or queue for its locks, and it is empty
 CREATE INDEX products_created_at_idx ON products (created_at DESC, id DESC);
 CREATE INDEX products_name_idx ON products (name);
 -- GET /admin/inventory/low: lowest stock first.
@@ -50,6 +52,7 @@ CREATE TABLE order_items (
     id          uuid          PRIMARY KEY DEFAULT gen_random_uuid(),
     order_id    uuid          NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
     product_id  uuid          NOT NULL REFERENCES products (id),
+    -- squawk-ignore prefer-bigint-over-int -- a cart line's quantity, at most 1,000 (shop.MaxLineQuantity)
     quantity    integer       NOT NULL,
     price       numeric(12,2) NOT NULL,
     CONSTRAINT order_items_quantity_check CHECK (quantity > 0),
@@ -59,6 +62,7 @@ CREATE INDEX order_items_order_id_idx ON order_items (order_id);
 CREATE INDEX order_items_product_id_idx ON order_items (product_id);
 
 -- +goose Down
+-- squawk-ignore-file ban-drop-table -- the down of the first migration: it removes the whole schema it created, on purpose
 DROP TABLE order_items;
 DROP TABLE orders;
 DROP TABLE products;

@@ -4,6 +4,10 @@
 -- key exists exactly when its order does. A retry with the same key and the
 -- same request gets the stored response; with another request, a 422.
 -- Rows expire (expires_at, 24 h by default) and shopd deletes them.
+-- The foreign key locks orders (SHARE ROW EXCLUSIVE) for an instant:
+-- bound the wait (squawk require-lock-timeout).
+SET LOCAL lock_timeout = '2s';
+SET LOCAL statement_timeout = '10s';
 CREATE TABLE idempotency_keys (
     idempotency_key text        PRIMARY KEY,
     -- sha256 of the validated request (user and merged, sorted lines)
@@ -22,4 +26,5 @@ CREATE INDEX idempotency_keys_expires_at_idx ON idempotency_keys (expires_at);
 CREATE INDEX idempotency_keys_order_id_idx ON idempotency_keys (order_id);
 
 -- +goose Down
+-- squawk-ignore ban-drop-table -- the down of the step that created the table
 DROP TABLE idempotency_keys;

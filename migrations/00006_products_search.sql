@@ -5,6 +5,11 @@
 -- trigram indexes can (ILIKE included, with the search's \-escaped % and _).
 -- pg_trgm ships with PostgreSQL's contrib package and is a trusted
 -- extension (PostgreSQL 13+): the database owner may create it.
+-- Lock waits are bounded; the builds are not (they block no read or
+-- write). The settings are this migration's session's only (shopd migrate
+-- runs on a connection of its own).
+SET lock_timeout = '2s';
+SET statement_timeout = 0;
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 -- CONCURRENTLY: a live catalogue keeps taking writes while the indexes
 -- build (this is why the migration runs outside a transaction). A failed

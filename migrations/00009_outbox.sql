@@ -12,6 +12,10 @@
 -- content as it was at checkout (lines, prices, total); recipient is the
 -- buyer's users.email then. trace_context holds the checkout's trace
 -- (dd-trace-go text map) so the relay's send span joins the checkout's trace.
+-- The foreign key locks orders (SHARE ROW EXCLUSIVE) for an instant: bound
+-- the wait (squawk require-lock-timeout).
+SET LOCAL lock_timeout = '2s';
+SET LOCAL statement_timeout = '10s';
 CREATE TABLE outbox (
     id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     kind            text        NOT NULL,
@@ -21,6 +25,7 @@ CREATE TABLE outbox (
     payload         jsonb       NOT NULL,
     trace_context   jsonb       NOT NULL DEFAULT '{}',
     status          text        NOT NULL DEFAULT 'pending',
+    -- squawk-ignore prefer-bigint-over-int -- a retry counter, at most RELAY_MAX_ATTEMPTS (12 by default)
     attempts        integer     NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     claimed_by      text,
@@ -42,4 +47,5 @@ CREATE INDEX outbox_dead_idx ON outbox (id) WHERE status = 'dead';
 CREATE INDEX outbox_sent_idx ON outbox (sent_at) WHERE status = 'sent';
 
 -- +goose Down
+-- squawk-ignore ban-drop-table -- the down of the step that created the table
 DROP TABLE outbox;

@@ -80,7 +80,7 @@ type dataset struct {
 // 1..n in bench_catalog under label.
 func createDataset(ctx context.Context, pool *pgxpool.Pool, label string, n, stock int) (dataset, error) {
 	ds := dataset{label: label + "-" + randomHex(4), initial: stock}
-	err := pool.QueryRow(ctx, `INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id::text`,
+	err := pool.QueryRow(ctx, `INSERT INTO customers (email, name) VALUES ($1, $2) RETURNING id::text`,
 		"bench-"+ds.label+"@example.com", "Bench "+ds.label).Scan(&ds.user)
 	if err != nil {
 		return ds, err
@@ -149,7 +149,7 @@ GROUP BY p.id`, ds.products)
 	err = pool.QueryRow(ctx, `
 SELECT count(*), count(*) FILTER (WHERE o.total <> (SELECT sum(oi.quantity * oi.price) FROM order_items oi WHERE oi.order_id = o.id)),
        coalesce(extract(epoch FROM max(o.created_at) - min(o.created_at)), 0)::float8
-FROM orders o WHERE o.user_id = $1`, ds.user).Scan(&nOrders, &badTotals, &span)
+FROM orders o WHERE o.customer_id = $1`, ds.user).Scan(&nOrders, &badTotals, &span)
 	if err != nil {
 		return 0, 0, nil, err
 	}

@@ -60,7 +60,7 @@ SET LOCAL statement_timeout = 5000;
 WITH ` + cart + `
 SELECT count(*) = (SELECT count(*) FROM cart) AND coalesce(bool_and(l.user_exists), false) AS ok
   FROM (SELECT p.id, p.name, p.description, (p.price * 100)::bigint, p.inventory, p.created_at,
-               now(), EXISTS (SELECT 1 FROM users u WHERE u.id = :user::uuid) AS user_exists
+               now(), EXISTS (SELECT 1 FROM customers u WHERE u.id = :user::uuid) AS user_exists
         FROM products p JOIN cart r ON p.id = r.id
         WHERE p.inventory >= r.qty ORDER BY p.id FOR UPDATE OF p) l \gset
 \if :ok
@@ -71,7 +71,7 @@ UPDATE products p SET inventory = p.inventory - r.qty
 WITH ` + cart + `, priced AS (
     SELECT cart.id, cart.qty, p.price FROM cart JOIN products p ON p.id = cart.id
 ), o AS (
-    INSERT INTO orders (id, user_id, status, total, created_at)
+    INSERT INTO orders (id, customer_id, status, total, created_at)
     SELECT gen_random_uuid(), :user::uuid, 'pending', sum(qty * price), now() FROM priced
     RETURNING id
 )
@@ -81,7 +81,7 @@ SELECT gen_random_uuid(), o.id, priced.id, priced.qty, priced.price FROM o, pric
 COMMIT;
 \else
 \startpipeline
-SELECT EXISTS (SELECT 1 FROM users WHERE id = :user::uuid), now();
+SELECT EXISTS (SELECT 1 FROM customers WHERE id = :user::uuid), now();
 WITH ` + cart + `
 SELECT p.id, p.name, p.description, (p.price * 100)::bigint, p.inventory, p.created_at FROM products p WHERE p.id IN (SELECT id FROM cart);
 \endpipeline

@@ -301,7 +301,7 @@ func seed(ctx context.Context, dsn string, n int) (string, int, error) {
 		return "", 0, err
 	}
 	var lines int
-	err = pool.QueryRow(ctx, `SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.user_id = $1`, id).Scan(&lines)
+	err = pool.QueryRow(ctx, `SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.customer_id = $1`, id).Scan(&lines)
 	fmt.Printf("seeded a user with %d orders in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return id, lines, err
 }

@@ -93,7 +93,7 @@ func TestProducts(t *testing.T) {
 func TestOrderHistory(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	heavy := e.id(t, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`)
+	heavy := e.id(t, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
 
 	t.Run("AllOrdersNewestFirst", func(t *testing.T) {
 		var orders []shop.Order
@@ -139,7 +139,7 @@ func TestOrderHistory(t *testing.T) {
 func TestCheckout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	user := e.id(t, `SELECT id::text FROM users WHERE email = 'user1@example.com'`)
+	user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user1@example.com'`)
 	product := e.id(t, `SELECT id::text FROM products WHERE inventory >= 10 ORDER BY id LIMIT 1`)
 
 	t.Run("OK", func(t *testing.T) {
@@ -195,7 +195,7 @@ func TestCheckoutNeverOversells(t *testing.T) {
 	product := e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Last Three', 10, 3) RETURNING id::text`)
 	users := make([]string, 20)
 	for i := range users {
-		users[i] = e.id(t, `INSERT INTO users (email, name) VALUES ($1, 'Buyer') RETURNING id::text`, fmt.Sprintf("buyer%d@example.com", i))
+		users[i] = e.id(t, `INSERT INTO customers (email, name) VALUES ($1, 'Buyer') RETURNING id::text`, fmt.Sprintf("buyer%d@example.com", i))
 	}
 	var wg sync.WaitGroup
 	statuses := make([]int, len(users))
@@ -260,7 +260,7 @@ func TestImport(t *testing.T) {
 func TestReport(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	heavy := e.id(t, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`)
+	heavy := e.id(t, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
 	var body struct {
 		Message    string `json:"message"`
 		User       string `json:"user"`

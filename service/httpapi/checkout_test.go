@@ -80,7 +80,7 @@ func TestCheckoutRandomCartsNeverOversell(t *testing.T) {
 	const buyers, perBuyer = 64, 4
 	users := make([]string, buyers)
 	for i := range users {
-		users[i] = e.id(t, `INSERT INTO users (email, name) VALUES ($1, 'Racer') RETURNING id::text`, fmt.Sprintf("racer%d@example.com", i))
+		users[i] = e.id(t, `INSERT INTO customers (email, name) VALUES ($1, 'Racer') RETURNING id::text`, fmt.Sprintf("racer%d@example.com", i))
 	}
 
 	type result struct {
@@ -157,7 +157,7 @@ func TestCheckoutRandomCartsNeverOversell(t *testing.T) {
 				p, initial[p], final, consumed, inOrders, sold[p])
 		}
 	}
-	if n := e.scalar(t, `SELECT count(*)::int FROM orders WHERE user_id = ANY($1::uuid[])`, users); n != len(orderIDs) {
+	if n := e.scalar(t, `SELECT count(*)::int FROM orders WHERE customer_id = ANY($1::uuid[])`, users); n != len(orderIDs) {
 		t.Errorf("%d orders in the database, %d answered 201", n, len(orderIDs))
 	}
 	ids := make([]string, 0, len(orderIDs))
@@ -167,7 +167,7 @@ func TestCheckoutRandomCartsNeverOversell(t *testing.T) {
 	if n := e.scalar(t, `SELECT count(*)::int FROM orders WHERE id = ANY($1::uuid[])`, ids); n != len(ids) {
 		t.Errorf("%d of the %d answered orders are in the database", n, len(ids))
 	}
-	if n := e.scalar(t, `SELECT count(*)::int FROM orders o WHERE o.user_id = ANY($1::uuid[])
+	if n := e.scalar(t, `SELECT count(*)::int FROM orders o WHERE o.customer_id = ANY($1::uuid[])
 		AND o.total <> (SELECT sum(quantity * price) FROM order_items WHERE order_id = o.id)`, users); n != 0 {
 		t.Errorf("%d orders whose total is not the sum of their lines", n)
 	}
@@ -199,7 +199,7 @@ func TestCheckoutOriginalConcurrencyScript(t *testing.T) {
 	initial := product.Inventory
 	users := make([]string, 10)
 	for i := range users {
-		users[i] = e.id(t, `SELECT id::text FROM users WHERE email = $1`, fmt.Sprintf("user%d@example.com", i+1))
+		users[i] = e.id(t, `SELECT id::text FROM customers WHERE email = $1`, fmt.Sprintf("user%d@example.com", i+1))
 	}
 	statuses := make([]int, len(users))
 	bodies := make([]string, len(users))
@@ -244,7 +244,7 @@ func TestCheckoutIdempotency(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.db.CheckoutTimeouts = generous
-	user := e.id(t, `SELECT id::text FROM users WHERE email = 'user2@example.com'`)
+	user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user2@example.com'`)
 	newProduct := func(t *testing.T, stock int) string {
 		return e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Idempotent Thing', 12.50, $1) RETURNING id::text`, stock)
 	}
@@ -433,7 +433,7 @@ func TestCheckoutBoundedWaits(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
 			e.db.CheckoutTimeouts = timeouts
-			user := e.id(t, `SELECT id::text FROM users WHERE email = 'user3@example.com'`)
+			user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user3@example.com'`)
 			product := e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Hot Item', 9.99, 50) RETURNING id::text`)
 			release := holdRowLock(t, e, product)
 			start := time.Now()
@@ -456,7 +456,7 @@ func TestCheckoutBoundedWaits(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
 		e.db.CheckoutTimeouts = generous
-		user := e.id(t, `SELECT id::text FROM users WHERE email = 'user3@example.com'`)
+		user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user3@example.com'`)
 		product := e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Sold Out', 9.99, 0) RETURNING id::text`)
 		release := holdRowLock(t, e, product)
 		defer release()
@@ -474,7 +474,7 @@ func TestCheckoutBoundedWaits(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
 		e.db.CheckoutTimeouts = generous
-		user := e.id(t, `SELECT id::text FROM users WHERE email = 'user3@example.com'`)
+		user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user3@example.com'`)
 		product := e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Last Ones', 9.99, 5) RETURNING id::text`)
 		tx, err := e.db.Pool.Begin(context.Background())
 		if err != nil {
@@ -511,7 +511,7 @@ func TestCheckoutBoundedWaits(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, func(c *pgxpool.Config) { c.MaxConns = 1 })
 		e.db.CheckoutTimeouts = postgres.Timeouts{Acquire: 200 * time.Millisecond, Lock: time.Second, Statement: time.Second}
-		user := e.id(t, `SELECT id::text FROM users WHERE email = 'user3@example.com'`)
+		user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user3@example.com'`)
 		product := e.id(t, `SELECT id::text FROM products WHERE inventory >= 10 LIMIT 1`)
 		conn, err := e.db.Pool.Acquire(context.Background()) // the only connection
 		if err != nil {
@@ -537,7 +537,7 @@ func TestCheckoutTelemetry(t *testing.T) {
 	t.Parallel()
 	mt := telemetrytest.MockTracer(t)
 	e := newEnv(t)
-	user := e.id(t, `SELECT id::text FROM users WHERE email = 'user4@example.com'`)
+	user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user4@example.com'`)
 	a := e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Traced A', 10.25, 5) RETURNING id::text`)
 	b := e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Traced B', 1.50, 5) RETURNING id::text`)
 	e.stats.Reset()

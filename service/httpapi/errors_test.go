@@ -184,7 +184,7 @@ func TestDatabaseUnavailable(t *testing.T) {
 	defer pool.Close()
 	db := postgres.New(pool)
 	tel, _, _ := telemetrytest.New(t)
-	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: db, Orders: db, Reports: postgres.NewReports(db.Pool, 0), DB: db}))
+	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: db, Orders: db, Reports: postgres.NewReports(db.Pool, 0), Users: db, DB: db}))
 	defer srv.Close()
 	e := &testEnv{srv: srv}
 	for _, path := range []string{"/products", "/ready", "/orders/00000000-0000-4000-8000-000000000000"} {

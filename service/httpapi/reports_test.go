@@ -116,10 +116,10 @@ func (e *reportEnv) facts(t *testing.T, userID string) reportFacts {
 	t.Helper()
 	var f reportFacts
 	err := e.db.Pool.QueryRow(context.Background(), `
-SELECT (SELECT count(*) FROM orders WHERE user_id = $1),
-       (SELECT count(DISTINCT o.id) FROM orders o JOIN order_items oi ON oi.order_id = o.id WHERE o.user_id = $1),
-       (SELECT count(*) FROM orders o JOIN order_items oi ON oi.order_id = o.id WHERE o.user_id = $1),
-       (SELECT coalesce(sum(oi.quantity), 0) FROM orders o JOIN order_items oi ON oi.order_id = o.id WHERE o.user_id = $1)`,
+SELECT (SELECT count(*) FROM orders WHERE customer_id = $1),
+       (SELECT count(DISTINCT o.id) FROM orders o JOIN order_items oi ON oi.order_id = o.id WHERE o.customer_id = $1),
+       (SELECT count(*) FROM orders o JOIN order_items oi ON oi.order_id = o.id WHERE o.customer_id = $1),
+       (SELECT coalesce(sum(oi.quantity), 0) FROM orders o JOIN order_items oi ON oi.order_id = o.id WHERE o.customer_id = $1)`,
 		userID).Scan(&f.orders, &f.ordersWithLines, &f.lines, &f.items)
 	if err != nil {
 		t.Fatal(err)
@@ -223,15 +223,15 @@ func TestReportSummary(t *testing.T) {
 		}}
 	}})
 	ctx := context.Background()
-	heavy := e.id(t, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`)
+	heavy := e.id(t, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
 	bulk := e.bulkUser(t, 2000)
 
 	// Multi-byte names, a two-digit quantity, an order without lines.
-	odd := e.id(t, `INSERT INTO users (email, name) VALUES ('zoe@example.com', 'Zoë Ünïcode') RETURNING id::text`)
+	odd := e.id(t, `INSERT INTO customers (email, name) VALUES ('zoe@example.com', 'Zoë Ünïcode') RETURNING id::text`)
 	product := e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Café ☕ crème', 3.05, 100) RETURNING id::text`)
 	for _, q := range []string{
-		`INSERT INTO orders (user_id, status, total) VALUES ($1, 'pending', 0)`,
-		`WITH o AS (INSERT INTO orders (user_id, status, total) VALUES ($1, 'cancelled', 36.60) RETURNING id)
+		`INSERT INTO orders (customer_id, status, total) VALUES ($1, 'pending', 0)`,
+		`WITH o AS (INSERT INTO orders (customer_id, status, total) VALUES ($1, 'cancelled', 36.60) RETURNING id)
 		 INSERT INTO order_items (order_id, product_id, quantity, price) SELECT o.id, $2, 12, 3.05 FROM o`,
 	} {
 		args := []any{odd}
@@ -269,7 +269,7 @@ func TestReportSummary(t *testing.T) {
 	})
 
 	t.Run("SizeAndPreviewAreTheDownload's", func(t *testing.T) {
-		merchant := e.id(t, `SELECT id::text FROM users WHERE email = 'merchant1@example.com'`)
+		merchant := e.id(t, `SELECT id::text FROM merchants WHERE email = 'merchant1@example.com'`)
 		for name, user := range map[string]string{"heavy": heavy, "bulk": bulk, "unicode": odd, "noOrders": merchant} {
 			var body reportJSON
 			e.get(t, "/reports/orders/"+user).json(t, &body)
@@ -321,7 +321,7 @@ func TestReportDownload(t *testing.T) {
 	t.Parallel()
 	e := newReportEnv(t, reportOpts{})
 	users := map[string]string{
-		"heavy": e.id(t, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`),
+		"heavy": e.id(t, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`),
 		"bulk":  e.bulkUser(t, 3000), // 7,500 lines: several fetches and flushes
 	}
 	totalLines := 0
@@ -582,7 +582,7 @@ func TestReportLimit(t *testing.T) {
 	g := newGate(1)
 	e := newReportEnv(t, reportOpts{maxConns: 2, maxConcurrent: 2, wrap: g.wrap})
 	defer g.release()
-	heavy := e.id(t, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`)
+	heavy := e.id(t, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
 
 	// Two downloads take both slots and stall at their first line.
 	var running []*http.Response
@@ -627,8 +627,8 @@ func TestReportPoolExhausted(t *testing.T) {
 	t.Parallel()
 	e := newReportEnv(t, reportOpts{maxConns: 2, maxConcurrent: 2})
 	ctx := context.Background()
-	heavy := e.id(t, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`)
-	user := e.id(t, `SELECT id::text FROM users WHERE email = 'user1@example.com'`)
+	heavy := e.id(t, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
+	user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user1@example.com'`)
 	product := e.id(t, `SELECT id::text FROM products WHERE inventory >= 10 ORDER BY id LIMIT 1`)
 
 	var held []*pgxpool.Conn
@@ -724,6 +724,9 @@ func TestReportTimeouts(t *testing.T) {
 			_, err = tx.Exec(ctx, `LOCK TABLE `+table+` IN ACCESS EXCLUSIVE MODE`)
 		}
 		if err != nil {
+			if tx != nil {
+				_ = tx.Rollback(ctx) // else its connection stays out and the pool's Close waits forever
+			}
 			t.Errorf("lock %s: %v", table, err)
 			return
 		}
@@ -744,11 +747,11 @@ func TestReportTimeouts(t *testing.T) {
 	mu.Lock()
 	locker = e.db.Pool
 	mu.Unlock()
-	heavy := e.id(t, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`)
+	heavy := e.id(t, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
 
 	t.Run("BeforeFirstByte", func(t *testing.T) {
 		// Every report starts by reading the user, whose table is locked.
-		lock("users")
+		lock("customers")
 		defer unlock()
 		for _, format := range []string{"json", "txt", "csv", "ndjson"} {
 			res := e.get(t, "/reports/orders/"+heavy+"?format="+strings.TrimPrefix(format, "json"))
@@ -786,7 +789,7 @@ func TestReportMaxDuration(t *testing.T) {
 	g := newGate(1) // never opened: the report waits until its deadline
 	e := newReportEnv(t, reportOpts{maxDuration: 300 * time.Millisecond, wrap: g.wrap})
 	defer g.release()
-	heavy := e.id(t, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`)
+	heavy := e.id(t, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
 	res, err := e.srv.Client().Get(e.srv.URL + "/reports/orders/" + heavy + "?format=ndjson")
 	if err != nil {
 		t.Fatal(err)

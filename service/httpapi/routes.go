@@ -18,6 +18,8 @@ func addRoutes(r *mux.Router, d Deps) {
 	r.Handle("/products/{id}", handleGetProduct(tel, d.Products)).Methods("GET")
 	r.Handle("/products/{id}", handlePatchProduct(tel, d.Products, cfg.MaxBodyBytes)).Methods("PATCH")
 
+	r.Handle("/users", handleCreateUser(tel, d.Users, cfg.MaxBodyBytes)).Methods("POST")
+
 	r.Handle("/orders/checkout", handleCheckout(tel, d.Orders, cfg.MaxBodyBytes)).Methods("POST")
 	r.Handle("/orders/{userId}", handleOrdersByUser(tel, d.Orders, cfg.DefaultOrderLimit, cfg.MaxOrderLimit)).Methods("GET")
 

@@ -109,6 +109,7 @@ type Deps struct {
 	// Reports should be built on its own small pool (shopd: the reports
 	// pool), so that reports never take the connections of the others.
 	Reports shop.ReportStore
+	Users   shop.UserStore
 	DB      shop.Pinger
 }
 

@@ -73,8 +73,8 @@ func BenchmarkTelemetryOverhead(b *testing.B) {
 	}
 	envOn, envOff := serve(b, dbOn, testConfig(), on, nil, nil), serve(b, dbOff, testConfig(), off, nil, nil)
 
-	heavy := envOn.id(b, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`)
-	user := envOn.id(b, `SELECT id::text FROM users WHERE email = 'user4@example.com'`)
+	heavy := envOn.id(b, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
+	user := envOn.id(b, `SELECT id::text FROM customers WHERE email = 'user4@example.com'`)
 	product := envOn.id(b, `INSERT INTO products (name, price, inventory) VALUES ('Endless', 1, 1000000000) RETURNING id::text`)
 	checkout := fmt.Sprintf(`{"userId":%q,"items":[{"productId":%q,"quantity":1}]}`, user, product)
 	workload := func(e *testEnv) {

@@ -34,8 +34,8 @@ func spansOf(mt mocktracer.Tracer, traceID uint64) []*mocktracer.Span {
 func TestTelemetryPerEndpoint(t *testing.T) {
 	mt := telemetrytest.MockTracer(t)
 	e := newEnv(t)
-	heavy := e.id(t, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`)
-	user := e.id(t, `SELECT id::text FROM users WHERE email = 'user2@example.com'`)
+	heavy := e.id(t, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
+	user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user2@example.com'`)
 	product := e.id(t, `SELECT id::text FROM products WHERE inventory >= 10 ORDER BY id LIMIT 1`)
 	productBody := `{"name":"Traced Lamp","description":"Bright","price":"9.99","inventory":3}`
 
@@ -150,7 +150,7 @@ func TestCheckoutLockWait(t *testing.T) {
 	mt := telemetrytest.MockTracer(t)
 	e := newEnv(t)
 	ctx := context.Background()
-	user := e.id(t, `SELECT id::text FROM users WHERE email = 'user3@example.com'`)
+	user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user3@example.com'`)
 	product := e.id(t, `SELECT id::text FROM products WHERE inventory >= 10 ORDER BY id DESC LIMIT 1`)
 
 	sampleCtx, stopSampler := context.WithCancel(ctx)

@@ -7,7 +7,7 @@ import (
 )
 
 const bulkUserSQL = `-- name: seed.bulk_user
-INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id::text`
+INSERT INTO {customers} (email, name) VALUES ($1, $2) RETURNING id::text`
 
 // bulkOrdersSQL makes n orders for user $1 in one statement with
 // generate_series: order g has 1 + g % 4 lines of distinct products from
@@ -27,12 +27,15 @@ WITH p AS (
     FROM gs CROSS JOIN p CROSS JOIN LATERAL generate_series(1, 1 + gs.g % 4) k
     WHERE p.n > 0
 ), new_orders AS (
-    INSERT INTO orders (id, user_id, status, total, created_at)
+    INSERT INTO orders (id, {buyer_id}, status, total, created_at)
     SELECT order_id, $1::uuid, 'completed', sum(price * quantity), $3::timestamptz - g * interval '1 minute'
     FROM lines GROUP BY order_id, g
 )
 INSERT INTO order_items (order_id, product_id, quantity, price)
 SELECT order_id, product_id, quantity, price FROM lines`
+
+const bulkVacuumSQL = `-- name: seed.vacuum
+VACUUM (ANALYZE) {customers}, orders, order_items`
 
 // SeedBulkUser adds a customer with the given email and name and n
 // completed orders of 1-4 lines each (2.5 on average) drawn from the
@@ -44,17 +47,21 @@ SELECT order_id, product_id, quantity, price FROM lines`
 // EINTERNAL.
 func (db *DB) SeedBulkUser(ctx context.Context, email, name string, n int) (string, error) {
 	var id string
-	err := inTx(ctx, db.Pool, nil, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, bulkUserSQL, email, name).Scan(&id); err != nil {
+	var mode usersMode
+	err := db.users.run(ctx, db.Pool, func(m usersMode) error {
+		mode = m
+		return inTx(ctx, db.Pool, nil, func(tx pgx.Tx) error {
+			if err := tx.QueryRow(ctx, db.q(m, bulkUserSQL), email, name).Scan(&id); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, db.q(m, bulkOrdersSQL), id, n, seedBase.AddDate(1, 0, 0))
 			return err
-		}
-		_, err := tx.Exec(ctx, bulkOrdersSQL, id, n, seedBase.AddDate(1, 0, 0))
-		return err
+		})
 	})
 	if err != nil {
 		return "", wrapErr(err)
 	}
-	if _, err := db.Pool.Exec(ctx, "-- name: seed.vacuum\nVACUUM (ANALYZE) users, orders, order_items"); err != nil {
+	if _, err := db.Pool.Exec(ctx, db.q(mode, bulkVacuumSQL)); err != nil {
 		return "", wrapErr(err)
 	}
 	return id, nil

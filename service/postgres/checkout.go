@@ -64,7 +64,7 @@ WHERE idempotency_key = $1 AND order_id IS NOT NULL`
 // drops out too. When the idempotency key ($4) belongs to a finished
 // checkout, it locks nothing: a replay never waits for stock.
 const lockProductsSQL = `-- name: checkout.lock_products lock
-SELECT ` + productCols + `, now(), EXISTS (SELECT 1 FROM users u WHERE u.id = $3)
+SELECT ` + productCols + `, now(), EXISTS (SELECT 1 FROM {users} u WHERE u.id = $3)
 FROM products p
 JOIN unnest($1::uuid[], $2::int[]) AS r(id, qty) ON p.id = r.id
 WHERE p.inventory >= r.qty
@@ -80,7 +80,7 @@ const readProductsSQL = `-- name: checkout.read_products
 SELECT ` + productCols + ` FROM products p WHERE p.id = ANY($1::uuid[])`
 
 const checkoutUserSQL = `-- name: checkout.user_exists
-SELECT EXISTS (SELECT 1 FROM users WHERE id = $1), now()`
+SELECT EXISTS (SELECT 1 FROM {users} u WHERE u.id = $1), now()`
 
 // reserveStockSQL decrements stock only where enough is left; the CHECK
 // (inventory >= 0) is the last line of defence behind it. COMMIT is already
@@ -105,7 +105,7 @@ const reserveShortfall = "checkout reserved "
 // prices read under lock.
 const insertOrderSQL = `-- name: checkout.insert_order
 WITH o AS (
-    INSERT INTO orders (id, user_id, status, total, created_at)
+    INSERT INTO orders (id, {buyer_id}, status, total, created_at)
     VALUES ($1, $2, 'pending', $3::bigint / 100.0, $4)
 )
 INSERT INTO order_items (id, order_id, product_id, quantity, price)
@@ -147,7 +147,12 @@ func (db *DB) Checkout(ctx context.Context, req shop.CheckoutRequest) (shop.Chec
 	}
 
 	ctx, finish := step(ctx, "checkout")
-	res, err := db.checkout(ctx, req, tr)
+	var res shop.CheckoutResult
+	err = db.users.run(ctx, db.Pool, func(m usersMode) error {
+		var err error
+		res, err = db.checkout(ctx, m, req, tr)
+		return err
+	})
 	finish(err)
 	if err != nil {
 		return shop.CheckoutResult{}, wrapErr(err)
@@ -155,7 +160,7 @@ func (db *DB) Checkout(ctx context.Context, req shop.CheckoutRequest) (shop.Chec
 	return res, nil
 }
 
-func (db *DB) checkout(ctx context.Context, req shop.CheckoutRequest, tr *shop.CheckoutTrace) (shop.CheckoutResult, error) {
+func (db *DB) checkout(ctx context.Context, m usersMode, req shop.CheckoutRequest, tr *shop.CheckoutTrace) (shop.CheckoutResult, error) {
 	actx, done := step(ctx, "checkout.acquire")
 	start := time.Now()
 	conn, err := acquire(actx, db.Pool, db.CheckoutTimeouts.Acquire)
@@ -166,7 +171,8 @@ func (db *DB) checkout(ctx context.Context, req shop.CheckoutRequest, tr *shop.C
 	}
 	defer conn.Release()
 
-	c := &checkoutTx{req: req, ttl: db.IdempotencyTTL, trace: tr, tx: newBatchTx(conn.Conn(), db.CheckoutTimeouts)}
+	c := &checkoutTx{req: req, ttl: db.IdempotencyTTL, trace: tr, tx: newBatchTx(conn.Conn(), db.CheckoutTimeouts),
+		sql: func(q string) string { return db.q(m, q) }}
 	defer c.tx.rollback(ctx)
 	return c.run(ctx)
 }
@@ -177,6 +183,8 @@ type checkoutTx struct {
 	ttl   time.Duration
 	trace *shop.CheckoutTrace
 	tx    *batchTx
+	// sql expands a statement for the users schema (usersschema.go).
+	sql func(string) string
 }
 
 func (c *checkoutTx) run(ctx context.Context) (shop.CheckoutResult, error) {
@@ -228,7 +236,7 @@ func (c *checkoutTx) lock(ctx context.Context) (lockResult, error) {
 			b.Queue(claimKeySQL, key, c.req.Fingerprint(), c.ttl.Milliseconds())
 			b.Queue(findKeySQL, key)
 		}
-		b.Queue(lockProductsSQL, ids, qtys, c.req.UserID, keyArg)
+		b.Queue(c.sql(lockProductsSQL), ids, qtys, c.req.UserID, keyArg)
 	}, func(br pgx.BatchResults) error {
 		var err error
 		res, err = c.readLock(br, key)
@@ -255,7 +263,7 @@ func (c *checkoutTx) refuse(ctx context.Context, ids []string, locked []shop.Pro
 	var exists bool
 	var read []shop.Product
 	err := c.tx.send(ctx, rollbackSQL, func(b *pgx.Batch) {
-		b.Queue(checkoutUserSQL, c.req.UserID)
+		b.Queue(c.sql(checkoutUserSQL), c.req.UserID)
 		b.Queue(readProductsSQL, ids)
 	}, func(br pgx.BatchResults) error {
 		var now time.Time
@@ -431,8 +439,8 @@ func (c *checkoutTx) place(ctx context.Context, o shop.Order) (err error) {
 	}
 	return c.tx.send(ctx, commitSQL, func(b *pgx.Batch) {
 		b.Queue(reserveStockSQL, ids, qtys)
-		b.Queue(insertOrderSQL, o.ID, o.UserID, int64(o.Total), o.CreatedAt, itemIDs, ids, qtys, cents)
-		queueOrderConfirmation(ctx, b, o)
+		b.Queue(c.sql(insertOrderSQL), o.ID, o.UserID, int64(o.Total), o.CreatedAt, itemIDs, ids, qtys, cents)
+		queueOrderConfirmation(ctx, b, o, c.sql)
 		if key != "" {
 			b.Queue(saveKeySQL, key, o.ID, response)
 		}

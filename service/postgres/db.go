@@ -33,6 +33,8 @@ type DB struct {
 	IdempotencyTTL time.Duration
 	// SearchTimeouts bound a product search (statement_timeout).
 	SearchTimeouts Timeouts
+	// users knows which users schema the database has (usersschema.go).
+	users usersSchema
 }
 
 // Timeouts are per-transaction limits; zero means none (the server's

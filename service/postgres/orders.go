@@ -8,12 +8,12 @@ import (
 )
 
 // ordersByUserSQL reads one page of a user's orders through
-// orders_user_created_idx. The keyset ($2, $3) is the last order of the
+// orders_user_created_idx (orders_customer_created_idx after the users split). The keyset ($2, $3) is the last order of the
 // previous page; NULLs start at the newest.
 const ordersByUserSQL = `-- name: orders.by_user
-SELECT o.id::text, o.user_id::text, o.status, (o.total * 100)::bigint, o.created_at
+SELECT o.id::text, o.{buyer_id}::text, o.status, (o.total * 100)::bigint, o.created_at
 FROM orders o
-WHERE o.user_id = $1
+WHERE o.{buyer_id} = $1
   AND ($2::timestamptz IS NULL OR (o.created_at, o.id) < ($2, $3::uuid))
 ORDER BY o.created_at DESC, o.id DESC
 LIMIT $4`
@@ -29,7 +29,7 @@ WHERE oi.order_id = ANY($1::uuid[])
 ORDER BY oi.order_id, oi.id`
 
 const userExistsSQL = `-- name: users.exists
-SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)`
+SELECT EXISTS (SELECT 1 FROM {users} u WHERE u.id = $1)`
 
 // OrdersByUser returns a page of the user's orders, newest first, with
 // items and products, in two statements whatever the page size (a third,
@@ -41,32 +41,21 @@ func (db *DB) OrdersByUser(ctx context.Context, userID string, page shop.OrderPa
 	if page.After != nil {
 		afterAt, afterID = &page.After.CreatedAt, &page.After.ID
 	}
-	// Read one more than asked to learn whether a next page exists.
-	rows, err := db.Pool.Query(ctx, ordersByUserSQL, userID, afterAt, afterID, page.Limit+1)
+	var orders []shop.Order
+	var exists bool
+	err := db.users.run(ctx, db.Pool, func(m usersMode) error {
+		// Read one more than asked to learn whether a next page exists.
+		var err error
+		orders, err = db.orderPage(ctx, m, userID, afterAt, afterID, page.Limit+1)
+		if err != nil || len(orders) > 0 {
+			return err
+		}
+		return db.Pool.QueryRow(ctx, db.q(m, userExistsSQL), userID).Scan(&exists)
+	})
 	if err != nil {
 		return nil, nil, wrapErr(err)
 	}
-	orders := []shop.Order{}
-	for rows.Next() {
-		var o shop.Order
-		var cents int64
-		if err := rows.Scan(&o.ID, &o.UserID, &o.Status, &cents, &o.CreatedAt); err != nil {
-			rows.Close()
-			return nil, nil, wrapErr(err)
-		}
-		o.Total = shop.Money(cents)
-		o.Items = []shop.OrderItem{}
-		orders = append(orders, o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, wrapErr(err)
-	}
-
 	if len(orders) == 0 {
-		var exists bool
-		if err := db.Pool.QueryRow(ctx, userExistsSQL, userID).Scan(&exists); err != nil {
-			return nil, nil, wrapErr(err)
-		}
 		if !exists && page.After == nil {
 			return nil, nil, shop.Errorf(shop.ENOTFOUND, "User not found")
 		}
@@ -83,6 +72,27 @@ func (db *DB) OrdersByUser(ctx context.Context, userID string, page shop.OrderPa
 		return nil, nil, wrapErr(err)
 	}
 	return orders, next, nil
+}
+
+// orderPage reads up to limit orders of the user, without their items.
+func (db *DB) orderPage(ctx context.Context, m usersMode, userID string, afterAt *time.Time, afterID *string, limit int) ([]shop.Order, error) {
+	rows, err := db.Pool.Query(ctx, db.q(m, ordersByUserSQL), userID, afterAt, afterID, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	orders := []shop.Order{}
+	for rows.Next() {
+		var o shop.Order
+		var cents int64
+		if err := rows.Scan(&o.ID, &o.UserID, &o.Status, &cents, &o.CreatedAt); err != nil {
+			return nil, err
+		}
+		o.Total = shop.Money(cents)
+		o.Items = []shop.OrderItem{}
+		orders = append(orders, o)
+	}
+	return orders, rows.Err()
 }
 
 // attachItems loads the lines of orders, with their products, in one

@@ -44,15 +44,16 @@ import (
 const enqueueSQL = `-- name: outbox.enqueue
 INSERT INTO outbox (kind, order_id, recipient, recipient_name, payload, trace_context)
 VALUES ('order_confirmation', $1,
-        (SELECT u.email FROM users u WHERE u.id = $2),
-        coalesce((SELECT u.name FROM users u WHERE u.id = $2), ''),
+        (SELECT u.email FROM {users} u WHERE u.id = $2),
+        coalesce((SELECT u.name FROM {users} u WHERE u.id = $2), ''),
         $3::jsonb, $4::jsonb)`
 
 // queueOrderConfirmation queues, in the checkout's last batch (before its
 // COMMIT), the statement that owes order's confirmation mail: if the
-// checkout rolls back, so does the mail, and the other way round.
-func queueOrderConfirmation(ctx context.Context, b *pgx.Batch, order shop.Order) {
-	b.Queue(enqueueSQL, order.ID, order.UserID, shop.NewOrderConfirmation(order), traceCarrier(ctx))
+// checkout rolls back, so does the mail, and the other way round. sql
+// expands the statement for the users schema (usersschema.go).
+func queueOrderConfirmation(ctx context.Context, b *pgx.Batch, order shop.Order, sql func(string) string) {
+	b.Queue(sql(enqueueSQL), order.ID, order.UserID, shop.NewOrderConfirmation(order), traceCarrier(ctx))
 }
 
 // traceCarrier returns the trace context of the span in ctx as dd-trace-go

@@ -51,7 +51,7 @@ func newOutboxEnv(t *testing.T) *outboxEnv {
 	e.tel, e.stats, e.logs = telemetrytest.New(t)
 	for i := range 3 {
 		b := buyer{email: fmt.Sprintf("buyer%d@example.com", i), name: fmt.Sprintf("Buyer %d", i)}
-		if err := e.db.Pool.QueryRow(ctx, `INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id::text`, b.email, b.name).Scan(&b.id); err != nil {
+		if err := e.db.Pool.QueryRow(ctx, `INSERT INTO customers (email, name) VALUES ($1, $2) RETURNING id::text`, b.email, b.name).Scan(&b.id); err != nil {
 			t.Fatal(err)
 		}
 		e.buyers = append(e.buyers, b)

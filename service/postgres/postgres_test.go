@@ -37,7 +37,7 @@ func seeded(t *testing.T) (*postgres.DB, *queryCounter) {
 func heavyUserID(t *testing.T, db *postgres.DB) string {
 	t.Helper()
 	var id string
-	if err := db.Pool.QueryRow(context.Background(), `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`).Scan(&id); err != nil {
+	if err := db.Pool.QueryRow(context.Background(), `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -61,10 +61,10 @@ func TestSeed(t *testing.T) {
 		{"SELECT count(*) FROM products", 100},
 		{"SELECT count(*) FROM products WHERE description IS NULL", 20},
 		{"SELECT count(*) FROM products WHERE inventory BETWEEN 1 AND 3", 10},
-		{"SELECT count(*) FROM users WHERE user_type = 'customer'", 31},
-		{"SELECT count(*) FROM users WHERE user_type = 'merchant'", 5},
+		{"SELECT count(*) FROM customers", 31},
+		{"SELECT count(*) FROM merchants", 5},
 		{"SELECT count(*) FROM orders", 320},
-		{"SELECT count(*) FROM orders o JOIN users u ON u.id = o.user_id WHERE u.email = 'heavy.user@example.com'", 120},
+		{"SELECT count(*) FROM orders o JOIN customers u ON u.id = o.customer_id WHERE u.email = 'heavy.user@example.com'", 120},
 	} {
 		var n int
 		if err := db.Pool.QueryRow(ctx, c.query).Scan(&n); err != nil {
@@ -153,10 +153,10 @@ func TestOrdersByUser(t *testing.T) {
 		// Grow the tables to 40,000 orders and 120,000 lines so that the
 		// planner would pick a sequential scan if an index were missing.
 		for _, q := range []string{
-			`INSERT INTO users (email, name) SELECT 'bulk' || g || '@example.com', 'Bulk' FROM generate_series(1, 2000) g`,
-			`INSERT INTO orders (user_id, status, total, created_at)
+			`INSERT INTO customers (email, name) SELECT 'bulk' || g || '@example.com', 'Bulk' FROM generate_series(1, 2000) g`,
+			`INSERT INTO orders (customer_id, status, total, created_at)
 			 SELECT u.id, 'completed', 10, now() - g * interval '1 minute'
-			 FROM (SELECT id, row_number() OVER () AS n FROM users WHERE email LIKE 'bulk%') u, generate_series(1, 20) g`,
+			 FROM (SELECT id, row_number() OVER () AS n FROM customers WHERE email LIKE 'bulk%') u, generate_series(1, 20) g`,
 			`INSERT INTO order_items (order_id, product_id, quantity, price)
 			 SELECT o.id, p.a[1 + (abs(hashtext(o.id::text)) + k) % 100], 1, 10
 			 FROM orders o, (SELECT array_agg(id ORDER BY id) AS a FROM products) p, generate_series(0, 2) k
@@ -182,7 +182,11 @@ func TestOrdersByUser(t *testing.T) {
 			{postgres.OrdersByUserSQL, []any{id, nil, nil, 51}},
 			{postgres.ItemsByOrdersSQL, []any{ids}},
 		} {
-			rows, err := db.Pool.Query(ctx, "EXPLAIN "+c.sql, c.args...)
+			sql, err := db.Expand(ctx, c.sql)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, err := db.Pool.Query(ctx, "EXPLAIN "+sql, c.args...)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -19,6 +19,11 @@ import (
 // When a report's context ends (its client went away), pgx abandons the
 // connection and sends Postgres a cancel request, so the running statement
 // stops in the database too, and the pool opens a fresh connection.
+//
+// Reports read accounts and orders through the users-schema tokens
+// (usersschema.go), like the DB store, so they work on either side of the
+// users split's contract step; the store detects the schema on its own
+// pool (which may be a replica) and follows it when it changes.
 type Reports struct {
 	Pool *pgxpool.Pool
 	// StatementTimeout bounds every report statement (Postgres
@@ -26,6 +31,8 @@ type Reports struct {
 	// default. For a download it bounds the whole stream, since the
 	// statement runs until its last row is sent.
 	StatementTimeout time.Duration
+	// users knows which users schema the database has (usersschema.go).
+	users usersSchema
 }
 
 // NewReports returns the report store on pool with the given statement
@@ -43,10 +50,19 @@ const reportSettingsSQL = `-- name: reports.settings
 SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL plan_cache_mode = force_custom_plan`
 
 // readOnly runs fn in a read-only transaction with the store's statement
-// timeout and reportSettingsSQL.
-func (r *Reports) readOnly(ctx context.Context, fn func(pgx.Tx) error) error {
+// timeout and reportSettingsSQL; q expands a statement's users-schema
+// tokens for the schema the database has. When a statement fails because
+// the schema changed under it (the contract step), the whole transaction
+// runs once more for the new schema, unless fn says it has delivered
+// something (delivered).
+func (r *Reports) readOnly(ctx context.Context, fn func(tx pgx.Tx, q func(string) string) error) error {
 	setup := append(Timeouts{Statement: r.StatementTimeout}.setLocal(), reportSettingsSQL)
-	return inTxWith(ctx, r.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, setup, fn)
+	return r.users.run(ctx, r.Pool, func(m usersMode) error {
+		q := func(sql string) string { return r.users.sql(m, sql) }
+		return inTxWith(ctx, r.Pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, setup, func(tx pgx.Tx) error {
+			return fn(tx, q)
+		})
+	})
 }
 
 // reportSummarySQL computes a report's figures in the database: counts and
@@ -63,17 +79,17 @@ const reportSummarySQL = `-- name: reports.summary
 SELECT u.id::text, u.email, u.name, coalesce(u.user_type, ''), u.created_at,
        s.orders, s.cents, l.items,
        w.orders, l.lines, w.statuses, w.totals, l.names, l.quantities, l.prices, l.line_totals
-FROM users u,
+FROM {users} u,
 LATERAL (
     SELECT count(*) AS orders, coalesce((sum(o.total) * 100)::bigint, 0) AS cents
-    FROM orders o WHERE o.user_id = $1
+    FROM orders o WHERE o.{buyer_id} = $1
 ) s,
 LATERAL (
     SELECT count(*) AS orders,
            coalesce(sum(octet_length(o.status)), 0)::bigint AS statuses,
            coalesce(sum(octet_length(o.total::text)), 0)::bigint AS totals
     FROM orders o
-    WHERE o.user_id = $1 AND EXISTS (SELECT FROM order_items oi WHERE oi.order_id = o.id)
+    WHERE o.{buyer_id} = $1 AND EXISTS (SELECT FROM order_items oi WHERE oi.order_id = o.id)
 ) w,
 LATERAL (
     SELECT coalesce(sum(g.n * g.quantity), 0)::bigint AS items,
@@ -85,7 +101,7 @@ LATERAL (
     FROM (
         SELECT oi.product_id, oi.price, oi.quantity, count(*) AS n
         FROM orders o JOIN order_items oi ON oi.order_id = o.id
-        WHERE o.user_id = $1
+        WHERE o.{buyer_id} = $1
         GROUP BY oi.product_id, oi.price, oi.quantity
     ) g
     JOIN products p ON p.id = g.product_id
@@ -99,8 +115,8 @@ func (r *Reports) ReportSummary(ctx context.Context, userID string) (shop.Report
 	var s shop.ReportSummary
 	var cents int64
 	t := &s.Text
-	err := r.readOnly(ctx, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, reportSummarySQL, userID).Scan(
+	err := r.readOnly(ctx, func(tx pgx.Tx, q func(string) string) error {
+		return tx.QueryRow(ctx, q(reportSummarySQL), userID).Scan(
 			&s.User.ID, &s.User.Email, &s.User.Name, &s.User.UserType, &s.User.CreatedAt,
 			&s.OrderCount, &cents, &s.ItemsPurchased,
 			&t.Orders, &t.Lines, &t.Statuses, &t.OrderTotals, &t.ProductNames, &t.Quantities, &t.UnitPrices, &t.LineTotals)
@@ -118,14 +134,14 @@ func (r *Reports) ReportSummary(ctx context.Context, userID string) (shop.Report
 }
 
 const reportUserSQL = `-- name: reports.user
-SELECT id::text, email, name, coalesce(user_type, ''), created_at FROM users WHERE id = $1`
+SELECT u.id::text, u.email, u.name, coalesce(u.user_type, ''), u.created_at FROM {users} u WHERE u.id = $1`
 
 // ReportUser returns the user a report is about. Errors: ENOTFOUND,
 // EUNAVAILABLE, EINTERNAL, or ctx's error once ctx has ended.
 func (r *Reports) ReportUser(ctx context.Context, userID string) (shop.User, error) {
 	var u shop.User
-	err := r.readOnly(ctx, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, reportUserSQL, userID).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt)
+	err := r.readOnly(ctx, func(tx pgx.Tx, q func(string) string) error {
+		return tx.QueryRow(ctx, q(reportUserSQL), userID).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt)
 	})
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -145,12 +161,13 @@ SELECT o.id::text, o.status, o.created_at, (o.total * 100)::bigint,
 FROM orders o
 JOIN order_items oi ON oi.order_id = o.id
 JOIN products p ON p.id = oi.product_id
-WHERE o.user_id = $1
+WHERE o.{buyer_id} = $1
 ORDER BY o.created_at DESC, o.id DESC, oi.id`
 
 // reportCursorSQL declares the cursor a full report is fetched from. A
 // cursor is planned for its first rows (cursor_tuple_fraction): a nested
-// loop down orders_user_created_idx into order_items_order_id_idx with an
+// loop down orders_user_created_idx (orders_customer_created_idx after
+// the users split) into order_items_order_id_idx with an
 // incremental sort per order, where a plain query for 100,000 orders is
 // planned as hash joins feeding one sort of every line, spilled to disk,
 // that returns nothing until it has read everything. So rows leave the
@@ -180,27 +197,22 @@ LIMIT $2`
 // fn's error unchanged.
 func (r *Reports) StreamReport(ctx context.Context, userID string, limit int, fn func(shop.ReportLine) error) error {
 	var fnErr error
+	sent := 0
 	call := func(l shop.ReportLine) error {
 		if err := fn(l); err != nil {
 			fnErr = err
 			return err
 		}
+		sent++
 		return nil
 	}
-	err := r.readOnly(ctx, func(tx pgx.Tx) error {
-		if limit > 0 {
-			_, err := scanLines(ctx, tx, call, reportHeadSQL, userID, limit)
-			return err
+	err := r.readOnly(ctx, func(tx pgx.Tx, q func(string) string) error {
+		err := streamLines(ctx, tx, q, call, userID, limit)
+		if err != nil && sent > 0 {
+			// Lines went out: never run the report again.
+			return delivered(err)
 		}
-		if _, err := tx.Exec(ctx, reportCursorSQL, userID); err != nil {
-			return err
-		}
-		for {
-			n, err := scanLines(ctx, tx, call, reportFetchSQL)
-			if err != nil || n < reportFetchBatch {
-				return err
-			}
-		}
+		return err
 	})
 	switch {
 	case fnErr != nil:
@@ -211,6 +223,24 @@ func (r *Reports) StreamReport(ctx context.Context, userID string, limit int, fn
 		return ctx.Err()
 	}
 	return wrapErr(err)
+}
+
+// streamLines reads the report's lines in tx: the first limit with
+// reportHeadSQL, or all of them through the cursor.
+func streamLines(ctx context.Context, tx pgx.Tx, q func(string) string, fn func(shop.ReportLine) error, userID string, limit int) error {
+	if limit > 0 {
+		_, err := scanLines(ctx, tx, fn, q(reportHeadSQL), userID, limit)
+		return err
+	}
+	if _, err := tx.Exec(ctx, q(reportCursorSQL), userID); err != nil {
+		return err
+	}
+	for {
+		n, err := scanLines(ctx, tx, fn, reportFetchSQL)
+		if err != nil || n < reportFetchBatch {
+			return err
+		}
+	}
 }
 
 // scanLines runs a line query and calls fn for each row; it returns how

@@ -22,11 +22,11 @@ func TestSeedBulkUser(t *testing.T) {
 	}
 	var orders, lines, badTotals, distinctMinutes int
 	err = db.Pool.QueryRow(ctx, `
-SELECT (SELECT count(*) FROM orders WHERE user_id = $1),
-       (SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.user_id = $1),
-       (SELECT count(*) FROM orders o WHERE o.user_id = $1 AND o.total <>
+SELECT (SELECT count(*) FROM orders WHERE customer_id = $1),
+       (SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.customer_id = $1),
+       (SELECT count(*) FROM orders o WHERE o.customer_id = $1 AND o.total <>
            (SELECT sum(oi.price * oi.quantity) FROM order_items oi WHERE oi.order_id = o.id)),
-       (SELECT count(DISTINCT created_at) FROM orders WHERE user_id = $1)`, id).Scan(&orders, &lines, &badTotals, &distinctMinutes)
+       (SELECT count(DISTINCT created_at) FROM orders WHERE customer_id = $1)`, id).Scan(&orders, &lines, &badTotals, &distinctMinutes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +56,8 @@ func TestReportsStore(t *testing.T) {
 		var orders, items, lines int
 		var cents int64
 		if err := db.Pool.QueryRow(ctx, `SELECT count(DISTINCT o.id), sum(oi.quantity), count(*),
-(SELECT (sum(total) * 100)::bigint FROM orders WHERE user_id = $1)
-FROM orders o JOIN order_items oi ON oi.order_id = o.id WHERE o.user_id = $1`, heavy).Scan(&orders, &items, &lines, &cents); err != nil {
+(SELECT (sum(total) * 100)::bigint FROM orders WHERE customer_id = $1)
+FROM orders o JOIN order_items oi ON oi.order_id = o.id WHERE o.customer_id = $1`, heavy).Scan(&orders, &items, &lines, &cents); err != nil {
 			t.Fatal(err)
 		}
 		if s.User.Email != "heavy.user@example.com" || s.OrderCount != 120 || s.ItemsPurchased != items ||

@@ -122,6 +122,25 @@ INSERT INTO users (id, email, name, user_type, created_at)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
 ON CONFLICT DO NOTHING`
 
+// seedAccountsSQL is seed.users after the users split: merchants into
+// merchants, everyone else into customers (the seed's merchants buy nothing).
+const seedAccountsSQL = `-- name: seed.accounts
+WITH s AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+         AS s(id, email, name, user_type, created_at)
+), m AS (
+    INSERT INTO merchants (id, email, name, created_at)
+    SELECT id, email, name, created_at FROM s WHERE user_type = 'merchant'
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), c AS (
+    INSERT INTO customers (id, email, name, created_at)
+    SELECT id, email, name, created_at FROM s WHERE user_type IS DISTINCT FROM 'merchant'
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM m) + (SELECT count(*) FROM c)`
+
 const seedProductsSQL = `-- name: seed.products
 INSERT INTO products (id, name, description, price, inventory, created_at)
 SELECT id, name, description, cents / 100.0, inventory, created_at
@@ -130,7 +149,7 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::int[], $6::tim
 ON CONFLICT DO NOTHING`
 
 const seedOrdersSQL = `-- name: seed.orders
-INSERT INTO orders (id, user_id, status, total, created_at)
+INSERT INTO orders (id, {buyer_id}, status, total, created_at)
 SELECT id, user_id, status, cents / 100.0, created_at
 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::timestamptz[])
      AS s(id, user_id, status, cents, created_at)
@@ -149,25 +168,38 @@ ON CONFLICT DO NOTHING`
 func (db *DB) Seed(ctx context.Context) (SeedStats, error) {
 	d := buildSeed()
 	var st SeedStats
-	err := inTx(ctx, db.Pool, nil, func(tx pgx.Tx) error {
-		steps := []struct {
-			n    *int64
-			sql  string
-			args []any
-		}{
-			{&st.Users, seedUsersSQL, []any{d.userID, d.userEmail, d.userName, d.userType, d.userAt}},
-			{&st.Products, seedProductsSQL, []any{d.prodID, d.prodName, d.prodDesc, d.prodCents, d.prodInv, d.prodAt}},
-			{&st.Orders, seedOrdersSQL, []any{d.orderID, d.orderUser, d.orderStatus, d.orderCents, d.orderAt}},
-			{&st.Items, seedItemsSQL, []any{d.itemID, d.itemOrder, d.itemProduct, d.itemQty, d.itemCents}},
-		}
-		for _, s := range steps {
-			tag, err := tx.Exec(ctx, s.sql, s.args...)
-			if err != nil {
-				return err
+	err := db.users.run(ctx, db.Pool, func(m usersMode) error {
+		st = SeedStats{}
+		return inTx(ctx, db.Pool, nil, func(tx pgx.Tx) error {
+			if m == usersContracted {
+				if err := tx.QueryRow(ctx, seedAccountsSQL, d.userID, d.userEmail, d.userName, d.userType, d.userAt).Scan(&st.Users); err != nil {
+					return err
+				}
+			} else {
+				tag, err := tx.Exec(ctx, seedUsersSQL, d.userID, d.userEmail, d.userName, d.userType, d.userAt)
+				if err != nil {
+					return err
+				}
+				st.Users = tag.RowsAffected()
 			}
-			*s.n = tag.RowsAffected()
-		}
-		return nil
+			steps := []struct {
+				n    *int64
+				sql  string
+				args []any
+			}{
+				{&st.Products, seedProductsSQL, []any{d.prodID, d.prodName, d.prodDesc, d.prodCents, d.prodInv, d.prodAt}},
+				{&st.Orders, db.q(m, seedOrdersSQL), []any{d.orderID, d.orderUser, d.orderStatus, d.orderCents, d.orderAt}},
+				{&st.Items, seedItemsSQL, []any{d.itemID, d.itemOrder, d.itemProduct, d.itemQty, d.itemCents}},
+			}
+			for _, s := range steps {
+				tag, err := tx.Exec(ctx, s.sql, s.args...)
+				if err != nil {
+					return err
+				}
+				*s.n = tag.RowsAffected()
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return st, wrapErr(err)

@@ -76,6 +76,14 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 	db.IdempotencyTTL = cfg.IdempotencyKeyTTL
 	db.SearchTimeouts = postgres.Timeouts{Statement: cfg.SearchStatementTimeout}
 
+	// Which side of the users split the schema is on (docs/schema-split.md);
+	// the stores notice a later change by themselves.
+	if mode, err := db.DetectUsersSchema(ctx); err != nil {
+		log.Warn("users schema not detected; the stores will retry", zap.Error(err))
+	} else {
+		log.Info("users schema detected", zap.String("accounts", mode))
+	}
+
 	reportsPool, err := openReportsPool(ctx, cfg, tel)
 	if err != nil {
 		return err
@@ -114,6 +122,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 		Products:  db,
 		Orders:    db,
 		Reports:   reports,
+		Users:     db,
 		DB:        db,
 	})
 	srv := &http.Server{

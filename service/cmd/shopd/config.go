@@ -57,6 +57,9 @@ type config struct {
 	ReportsMaxConcurrent    int           // REPORTS_MAX_CONCURRENT: reports running at once, 429 beyond (default half the CPUs, at least 1, at most REPORTS_MAX_CONNS)
 	ReportsStatementTimeout time.Duration // REPORTS_STATEMENT_TIMEOUT: Postgres statement_timeout of report statements (default 30s)
 	ReportsMaxDuration      time.Duration // REPORTS_MAX_DURATION: longest a report may take, download included (default 5m)
+
+	UsersSplitBatch int64         // USERS_SPLIT_BATCH: rows per backfill batch (default 1000)
+	UsersSplitPause time.Duration // USERS_SPLIT_PAUSE: throttle, a pause after each backfill batch (default 0)
 }
 
 // production reports whether APP_ENV says the service runs in production.
@@ -73,6 +76,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		IdempotencyKeyTTL:        postgres.DefaultIdempotencyTTL,
 		IdempotencyCleanup:       10 * time.Minute,
 		SearchStatementTimeout:   2 * time.Second,
+		UsersSplitBatch:          1000,
 		MaxBodyBytes:             1 << 20,
 		MaxImportBytes:           50 << 20,
 		MaxImportRows:            100_000,
@@ -156,6 +160,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if !c.ProductsV1DeprecatedAt.IsZero() && !c.ProductsV1Sunset.IsZero() && c.ProductsV1Sunset.Before(c.ProductsV1DeprecatedAt) {
 		errs = append(errs, fmt.Errorf("PRODUCTS_V1_SUNSET must not be before PRODUCTS_V1_DEPRECATED_AT"))
 	}
+	intVar("USERS_SPLIT_BATCH", &c.UsersSplitBatch)
+	durVar("USERS_SPLIT_PAUSE", &c.UsersSplitPause)
 	intVar("MAX_BODY_BYTES", &c.MaxBodyBytes)
 	intVar("MAX_IMPORT_BYTES", &c.MaxImportBytes)
 	intVar("MAX_IMPORT_ROWS", &c.MaxImportRows)

@@ -2,9 +2,10 @@
 // (and an outbox relay), `shopd relay` only the relay, `shopd outbox`
 // inspects and requeues order confirmations,
 // `shopd migrate up|down|status` manages the schema, `shopd seed` loads the
-// demo dataset and `shopd setup` does what a fresh machine needs (create
-// the database, migrate, seed when empty). Configuration comes from the
-// environment; see the README.
+// demo dataset, `shopd setup` does what a fresh machine needs (create
+// the database, migrate, seed when empty), and `shopd backfill|verify
+// users-split` carry out the users split (docs/schema-split.md).
+// Configuration comes from the environment; see the README.
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -31,6 +33,14 @@ commands:
   serve                 run the HTTP API (graceful shutdown on SIGTERM/SIGINT)
   migrate up|down|status
                         apply, revert one, or list the schema migrations
+  migrate up-to|down-to VERSION
+                        apply pending migrations up to VERSION, or revert those above it
+                        (a migration that hits its lock_timeout is retried with backoff)
+  backfill users-split [-batch N] [-pause D] [-restart]
+                        copy users into customers/merchants and set orders.customer_id in
+                        batches; resumes where an interrupted run stopped
+  verify users-split    compare users with customers/merchants and every order with its
+                        customer; exits non-zero on any difference
   seed                  load the demo dataset (deterministic; a re-run adds nothing)
   setup                 create the database if missing, migrate up, seed when empty
   relay                 send the outbox's order confirmations (serve runs one too)
@@ -59,7 +69,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if len(args) < 3 {
 			return fmt.Errorf("migrate needs up, down or status")
 		}
-		return migrate(ctx, cfg, args[2], stdout)
+		return migrate(ctx, cfg, strings.Join(args[2:], " "), stdout)
+	case "backfill", "verify":
+		if len(args) < 3 || args[2] != "users-split" {
+			return fmt.Errorf("%s needs a subject: users-split", args[1])
+		}
+		if args[1] == "verify" {
+			return verifyUsersSplit(ctx, cfg, stdout)
+		}
+		return backfillUsersSplit(ctx, cfg, args[3:], stdout, stderr)
 	case "seed":
 		return seed(ctx, cfg, stdout)
 	case "setup":

@@ -81,7 +81,7 @@ func TestOutboxCommands(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	var user, product string
-	if err := conn.QueryRow(ctx, `SELECT id::text FROM users WHERE email = 'user1@example.com'`).Scan(&user); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT id::text FROM customers WHERE email = 'user1@example.com'`).Scan(&user); err != nil {
 		t.Fatal(err)
 	}
 	if err := conn.QueryRow(ctx, `SELECT id::text FROM products WHERE inventory >= 10 ORDER BY id LIMIT 1`).Scan(&product); err != nil {

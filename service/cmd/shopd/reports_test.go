@@ -95,7 +95,7 @@ func TestServeReports(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	var heavy string
-	if err := conn.QueryRow(ctx, `SELECT id::text FROM users WHERE email = 'heavy.user@example.com'`).Scan(&heavy); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`).Scan(&heavy); err != nil {
 		t.Fatal(err)
 	}
 
@@ -115,7 +115,7 @@ func TestServeReports(t *testing.T) {
 	b, err := io.ReadAll(res.Body)
 	res.Body.Close()
 	var lines int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.user_id = $1`, heavy).Scan(&lines); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.customer_id = $1`, heavy).Scan(&lines); err != nil {
 		t.Fatal(err)
 	}
 	if err != nil || strings.Count(string(b), "\n") != 1+lines || !strings.HasPrefix(string(b), "order_id,") {

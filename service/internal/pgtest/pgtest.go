@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"strings"
@@ -53,6 +54,13 @@ func NewWithConfig(t testing.TB, configure func(*pgxpool.Config)) *pgxpool.Pool 
 // dropped when the test ends.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	return NewDatabaseAt(t, math.MaxInt64)
+}
+
+// NewDatabaseAt is NewDatabase migrated up to and including version only,
+// for tests that walk later migrations themselves.
+func NewDatabaseAt(t testing.TB, version int64) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	server := serverURL(t)
@@ -90,7 +98,7 @@ func NewDatabase(t testing.TB) string {
 		t.Fatalf("pgtest: %v", err)
 	}
 	defer pool.Close()
-	if err := postgres.Migrate(ctx, pool, "up", io.Discard); err != nil {
+	if err := (postgres.Migrator{Pool: pool, Out: io.Discard}).UpTo(ctx, version); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	return dsn
