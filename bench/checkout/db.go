@@ -3,50 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
-
-// createDatabase creates shoplab_bench_<hex> on server and returns its URL
-// and a function that drops it.
-func createDatabase(ctx context.Context, server string) (string, func(), error) {
-	admin, err := pgx.Connect(ctx, server)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to %s: %w", redact(server), err)
-	}
-	defer admin.Close(ctx)
-	name := "shoplab_bench_" + randomHex(6)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, fmt.Errorf("create database: %w", err)
-	}
-	u, err := url.Parse(server)
-	if err != nil {
-		return "", nil, err
-	}
-	u.Path = "/" + name
-	drop := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, server)
-		if err != nil {
-			return
-		}
-		defer c.Close(ctx)
-		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	}
-	return u.String(), drop, nil
-}
-
-func redact(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "(database url)"
-	}
-	return u.Redacted()
-}
 
 // bench_catalog numbers each data set's products 1..n, so that pgbench
 // scripts can pick them with random(1, n).

@@ -31,19 +31,18 @@ import (
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/shoplab/shoplab/service/postgres"
+	"github.com/shoplab/shoplab/bench/internal/benchkit"
 )
 
 type options struct {
@@ -69,14 +68,7 @@ type options struct {
 
 func main() {
 	var o options
-	defServer := os.Getenv("BENCH_DATABASE_URL")
-	if defServer == "" {
-		defServer = os.Getenv("TEST_DATABASE_URL")
-	}
-	if defServer == "" {
-		defServer = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	flag.StringVar(&o.server, "server", defServer, "PostgreSQL server URL on which to create the bench database")
+	flag.StringVar(&o.server, "server", benchkit.DefaultServer(), "PostgreSQL server URL on which to create the bench database")
 	flag.StringVar(&o.url, "url", "", "base URL of a running service to drive instead of starting bin/shopd (needs -db)")
 	flag.StringVar(&o.db, "db", "", "database URL of the service given by -url")
 	flag.StringVar(&o.shopd, "shopd", "bin/shopd", "shopd binary to start")
@@ -119,16 +111,19 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 
 	dsn := o.db
 	if o.url == "" {
-		var drop func()
-		var err error
-		dsn, drop, err = createDatabase(ctx, o.server)
+		// A missing binary fails before any database work.
+		if _, err := benchkit.ShopdPath(o.shopd); err != nil {
+			return err
+		}
+		db, err := benchkit.CreateDatabase(ctx, o.server, "checkout")
 		if err != nil {
 			return err
 		}
+		dsn = db.URL
 		if o.keep {
-			fmt.Fprintf(stdout, "bench database: %s (kept)\n", redact(dsn))
+			fmt.Fprintf(stdout, "bench database: %s (kept)\n", benchkit.Redact(dsn))
 		} else {
-			defer drop()
+			defer db.Drop()
 		}
 	} else if dsn == "" {
 		return errors.New("-url needs -db, the service's database URL, to create data and verify the invariants")
@@ -142,15 +137,15 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 
 	base, svcPID := o.url, 0
 	if base == "" {
-		if err := postgres.Migrate(ctx, pool, "up", io.Discard); err != nil {
-			return err
-		}
-		srv, err := startShopd(ctx, o.shopd, dsn, o.appName, o.dbMaxConns)
+		srv, err := benchkit.StartShopd(ctx, benchkit.ShopdConfig{Bin: o.shopd, DatabaseURL: dsn, Env: []string{
+			"DB_MAX_CONNS=" + strconv.Itoa(o.dbMaxConns),
+			"PGAPPNAME=" + o.appName,
+		}})
 		if err != nil {
 			return err
 		}
-		defer srv.stop()
-		base, svcPID = srv.url, srv.pid
+		defer srv.Stop()
+		base, svcPID = srv.URL, srv.PID
 		fmt.Fprintf(stdout, "shopd started at %s (DB_MAX_CONNS=%d)\n", base, o.dbMaxConns)
 	}
 	if err := createCatalogTable(ctx, pool); err != nil {
@@ -192,7 +187,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	printTable(stdout, rep.Scenarios)
 
-	if err := writeJSON(o.out, rep); err != nil {
+	if err := benchkit.WriteJSON(o.out, rep); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "\nresults written to %s\n", o.out)
@@ -208,17 +203,6 @@ func rateText(r int) string {
 		return "unthrottled"
 	}
 	return fmt.Sprintf("%d/s", r)
-}
-
-func writeJSON(path string, v any) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 func randomHex(n int) string {
