@@ -4,8 +4,9 @@
 //
 // It creates a fresh database on the server named by -server (default:
 // BENCH_DATABASE_URL, else TEST_DATABASE_URL, else the local PostgreSQL),
-// migrates it with `shopd migrate up`, starts `shopd serve` as a
-// subprocess on a free port of 127.0.0.1, and generates products in the
+// migrates it (the migrations `shopd migrate up` runs), starts `shopd
+// serve` as a subprocess on a free port of 127.0.0.1 (bench/internal/benchkit
+// does both), and generates products in the
 // original generator's shape ("Bulk Import Product i", price 10-509,
 // inventory 10-109). For every size and format it empties the table and
 // imports the rows through the API, then empties it and loads the same rows
@@ -26,9 +27,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/csv"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -36,7 +35,6 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,11 +42,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/shoplab/shoplab/bench/internal/benchkit"
 )
 
 // Goals of issue 5 for the largest import.
@@ -60,7 +59,7 @@ const (
 func main() {
 	var (
 		shopd   = flag.String("shopd", "bin/shopd", "shopd binary to start")
-		server  = flag.String("server", defaultServer(), "PostgreSQL URL of a database on the server where the bench database is created")
+		server  = flag.String("server", benchkit.DefaultServer(), "PostgreSQL URL of a database on the server where the bench database is created")
 		sizes   = flag.String("sizes", "1000,100000", "row counts to import, comma-separated")
 		formats = flag.String("formats", "json", "body formats to import at every size: json, ndjson, csv")
 		extra   = flag.String("largest-formats", "ndjson,csv,json-sku", "further formats measured at the largest size only (json-sku: every row has a SKU, the upsert path)")
@@ -75,15 +74,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-import:", err)
 		os.Exit(1)
 	}
-}
-
-func defaultServer() string {
-	for _, k := range []string{"BENCH_DATABASE_URL", "TEST_DATABASE_URL"} {
-		if v := os.Getenv(k); v != "" {
-			return v
-		}
-	}
-	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 }
 
 // benchCase is one size and format.
@@ -125,12 +115,9 @@ type results struct {
 }
 
 func run(ctx context.Context, shopdBin, server, sizeList, formatList, extraList string, runs int, out string) error {
-	shopdBin, err := filepath.Abs(shopdBin)
+	shopdBin, err := benchkit.ShopdPath(shopdBin)
 	if err != nil {
 		return err
-	}
-	if _, err := os.Stat(shopdBin); err != nil {
-		return fmt.Errorf("shopd binary: %w (run make build)", err)
 	}
 	if _, err := exec.LookPath("psql"); err != nil {
 		return fmt.Errorf("psql is needed for the \\copy floor: %w", err)
@@ -146,32 +133,27 @@ func run(ctx context.Context, shopdBin, server, sizeList, formatList, extraList 
 	slices.Sort(sizes)
 	largest := sizes[len(sizes)-1]
 
-	// A fresh database, dropped at the end.
-	dsn, drop, err := createDatabase(ctx, server)
+	// A fresh migrated database, dropped at the end.
+	db, err := benchkit.CreateDatabase(ctx, server, "import")
 	if err != nil {
 		return err
 	}
-	defer drop()
+	defer db.Drop()
+	dsn := db.URL
 	tmp, err := os.MkdirTemp("", "bench-import-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
 
-	env := append(os.Environ(), "DATABASE_URL="+dsn, "PORT=0", "HOST=127.0.0.1", "DD_TRACE_ENABLED=false",
-		"DD_RUNTIME_METRICS_ENABLED=false", "DD_AGENT_HOST=127.0.0.1", "LOG_LEVEL=info", "ADMIN_TOKEN=", "APP_ENV=development")
-	mig := exec.CommandContext(ctx, shopdBin, "migrate", "up")
-	mig.Env = env
-	if b, err := mig.CombinedOutput(); err != nil {
-		return fmt.Errorf("shopd migrate up: %v\n%s", err, b)
-	}
-
-	srv, err := startShopd(ctx, shopdBin, env, filepath.Join(tmp, "shopd.log"))
+	// /admin/products/import open: no token, not production.
+	srv, err := benchkit.StartShopd(ctx, benchkit.ShopdConfig{Bin: shopdBin, DatabaseURL: dsn,
+		Env: []string{"ADMIN_TOKEN=", "APP_ENV=development"}, LogPath: filepath.Join(tmp, "shopd.log")})
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
-	fmt.Fprintf(os.Stderr, "bench-import: shopd pid %d on %s, database %s, log %s\n", srv.pid, srv.base, redact(dsn), srv.logPath)
+	defer srv.Stop()
+	fmt.Fprintf(os.Stderr, "bench-import: shopd pid %d on %s, database %s, log %s\n", srv.PID, srv.URL, benchkit.Redact(dsn), srv.LogPath)
 
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -189,14 +171,16 @@ func run(ctx context.Context, shopdBin, server, sizeList, formatList, extraList 
 	if err := writeBody(warmBody, "json", warm); err != nil {
 		return err
 	}
-	if _, err := srv.importFile(ctx, warmBody, "json", 100, 0); err != nil {
+	if _, err := importFile(ctx, srv, warmBody, "json", 100, 0); err != nil {
 		return fmt.Errorf("warm-up import: %w", err)
 	}
 	time.Sleep(time.Second)
-	if res.BaselineRSS, err = procStatus(srv.pid, "VmRSS"); err != nil {
+	idle, err := srv.Memory()
+	if err != nil {
 		return err
 	}
-	res.HWMResettable = resetPeak(srv.pid) == nil
+	res.BaselineRSS = idle.RSS
+	res.HWMResettable = srv.ResetPeak() == nil
 
 	var cases []benchCase
 	for _, n := range sizes {
@@ -226,7 +210,7 @@ func run(ctx context.Context, shopdBin, server, sizeList, formatList, extraList 
 				if err := truncate(ctx, conn); err != nil {
 					return err
 				}
-				m, err := srv.importFile(ctx, bodyFile, f, n, res.BaselineRSS)
+				m, err := importFile(ctx, srv, bodyFile, f, n, res.BaselineRSS)
 				if err != nil {
 					return fmt.Errorf("%d rows %s: %w", n, f, err)
 				}
@@ -270,11 +254,7 @@ func run(ctx context.Context, shopdBin, server, sizeList, formatList, extraList 
 
 	printTable(os.Stdout, res)
 	if out != "" {
-		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-			return err
-		}
-		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+		if err := benchkit.WriteJSON(out, res); err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "bench-import: wrote %s\n", out)
@@ -383,110 +363,40 @@ func writeBody(path, format string, rows []product) error {
 
 var contentTypes = map[string]string{"json": "application/json", "json-sku": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv"}
 
-// shopd is the service under test.
-type shopd struct {
-	cmd     *exec.Cmd
-	pid     int
-	base    string
-	logPath string
-	client  *http.Client
-}
-
-func startShopd(ctx context.Context, bin string, env []string, logPath string) (*shopd, error) {
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = env
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = logFile
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &shopd{cmd: cmd, pid: cmd.Process.Pid, logPath: logPath, client: &http.Client{Timeout: 5 * time.Minute}}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-		sent := false
-		for sc.Scan() {
-			line := sc.Bytes()
-			logFile.Write(append(line, '\n'))
-			if !sent {
-				var l struct{ Msg, Addr string }
-				if json.Unmarshal(line, &l) == nil && l.Msg == "listening" {
-					addr <- l.Addr
-					sent = true
-				}
-			}
-		}
-		logFile.Close()
-	}()
-	select {
-	case a := <-addr:
-		s.base = "http://" + a
-	case <-time.After(30 * time.Second):
-		s.stop()
-		return nil, fmt.Errorf("shopd did not log its address within 30s; see %s", logPath)
-	case <-ctx.Done():
-		s.stop()
-		return nil, ctx.Err()
-	}
-	return s, nil
-}
-
-// stop sends SIGTERM and waits for a graceful exit, killing the process
-// after 15 s.
-func (s *shopd) stop() {
-	if s.cmd.ProcessState != nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-done
-	}
-}
+// client posts the imports: 100,000 rows take seconds, not minutes.
+var client = &http.Client{Timeout: 5 * time.Minute}
 
 type measure struct {
 	elapsed time.Duration
 	growth  int64
 }
 
-// importFile posts the body in path and checks the 201 and its count. The
-// peak RSS is reset first, so the peak is this import's own; growth is it
-// minus baseline, the idle service's RSS.
-func (s *shopd) importFile(ctx context.Context, path, format string, want int, baseline int64) (measure, error) {
+// importFile posts the body in path to srv and checks the 201 and its
+// count. The peak RSS is reset first, so the peak is this import's own;
+// growth is it minus baseline, the idle service's RSS.
+func importFile(ctx context.Context, srv *benchkit.Shopd, path, format string, want int, baseline int64) (measure, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return measure{}, err
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	_ = resetPeak(s.pid)
-	req, err := http.NewRequestWithContext(ctx, "POST", s.base+"/admin/products/import", f)
+	_ = srv.ResetPeak()
+	req, err := http.NewRequestWithContext(ctx, "POST", srv.URL+"/admin/products/import", f)
 	if err != nil {
 		return measure{}, err
 	}
 	req.ContentLength = st.Size()
 	req.Header.Set("Content-Type", contentTypes[format])
 	start := time.Now()
-	res, err := s.client.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		return measure{}, err
 	}
 	b, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	elapsed := time.Since(start)
-	peak, err := procStatus(s.pid, "VmHWM")
+	mem, err := srv.Memory()
 	if err != nil {
 		return measure{}, err
 	}
@@ -494,27 +404,7 @@ func (s *shopd) importFile(ctx context.Context, path, format string, want int, b
 	if res.StatusCode != 201 || json.Unmarshal(b, &a) != nil || a.Count != want {
 		return measure{}, fmt.Errorf("import answered %d %s, want 201 with count %d", res.StatusCode, trim(b), want)
 	}
-	return measure{elapsed: elapsed, growth: max(0, peak-baseline)}, nil
-}
-
-// procStatus reads a memory line of /proc/<pid>/status, in bytes.
-func procStatus(pid int, key string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", key, pid)
-}
-
-// resetPeak resets VmHWM to the current RSS (Linux >= 4.0).
-func resetPeak(pid int) error {
-	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+	return measure{elapsed: elapsed, growth: max(0, mem.Peak-baseline)}, nil
 }
 
 func psqlCopy(ctx context.Context, dsn, file string, withSKU bool) (time.Duration, error) {
@@ -547,50 +437,6 @@ func expectCount(ctx context.Context, conn *pgx.Conn, want int) error {
 		return fmt.Errorf("%d products, want %d", n, want)
 	}
 	return nil
-}
-
-// createDatabase creates shoplab_bench_import_<random> on the server of
-// serverURL and returns its URL and a function that drops it.
-func createDatabase(ctx context.Context, serverURL string) (string, func(), error) {
-	admin, err := pgx.Connect(ctx, serverURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to %s: %w", redact(serverURL), err)
-	}
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	name := "shoplab_bench_import_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		admin.Close(ctx)
-		return "", nil, err
-	}
-	admin.Close(ctx)
-	u, err := url.Parse(serverURL)
-	if err != nil {
-		return "", nil, err
-	}
-	u.Path = "/" + name
-	drop := func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(dctx, serverURL)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench-import: drop %s: %v\n", name, err)
-			return
-		}
-		defer c.Close(dctx)
-		if _, err := c.Exec(dctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			fmt.Fprintf(os.Stderr, "bench-import: drop %s: %v\n", name, err)
-		}
-	}
-	return u.String(), drop, nil
-}
-
-func redact(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }
 
 // loadAvg is the first three fields of /proc/loadavg.
