@@ -14,20 +14,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -36,10 +31,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/shoplab/shoplab/bench/internal/benchkit"
 	"github.com/shoplab/shoplab/service/postgres"
 )
 
@@ -63,7 +58,7 @@ func main() {
 	flag.StringVar(&o.shopd, "shopd", "bin/shopd", "shopd binary to start")
 	flag.StringVar(&o.shopdEnv, "shopd-env", "", "extra environment of shopd, comma-separated: REPORTS_MAX_CONNS=2,...")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of (idle phase, load phase): noise from outside hits both phases alike")
-	flag.StringVar(&o.server, "server", defaultServer(), "PostgreSQL server to create the benchmark database on")
+	flag.StringVar(&o.server, "server", benchkit.DefaultServer(), "PostgreSQL server to create the benchmark database on")
 	flag.IntVar(&o.orders, "orders", 100000, "orders of the report user")
 	flag.IntVar(&o.downloaders, "downloaders", 6, "clients downloading the full report in a loop under load")
 	flag.StringVar(&o.format, "format", "csv", "report format to download: txt, csv, ndjson")
@@ -80,15 +75,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-reports:", err)
 		os.Exit(1)
 	}
-}
-
-func defaultServer() string {
-	for _, k := range []string{"BENCH_DATABASE_URL", "TEST_DATABASE_URL"} {
-		if v := os.Getenv(k); v != "" {
-			return v
-		}
-	}
-	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 }
 
 // Latency is one endpoint's latency summary in one phase, in milliseconds.
@@ -156,12 +142,18 @@ func run(ctx context.Context, o options) error {
 		Rate: o.rate, Duration: o.duration.String(), Endpoints: map[string]Endpoint{}, ShopdEnv: o.shopdEnv,
 		Machine: map[string]any{"cpus": runtime.NumCPU(), "go": runtime.Version(), "os": runtime.GOOS}}
 
-	// A fresh database with the demo data and the report user.
-	dsn, drop, err := createDatabase(ctx, o.server)
+	// A missing binary fails before any database work.
+	if _, err := benchkit.ShopdPath(o.shopd); err != nil {
+		return err
+	}
+
+	// A fresh migrated database with the demo data and the report user.
+	db, err := benchkit.CreateDatabase(ctx, o.server, "reports")
 	if err != nil {
 		return err
 	}
-	defer drop()
+	defer db.Drop()
+	dsn := db.URL
 	userID, lines, err := seed(ctx, dsn, o.orders)
 	if err != nil {
 		return err
@@ -169,21 +161,25 @@ func run(ctx context.Context, o options) error {
 	res.Lines = lines
 
 	// shopd on a free port.
-	srv, err := startShopd(ctx, o.shopd, dsn, o.shopdEnv)
+	var env []string
+	if o.shopdEnv != "" {
+		env = strings.Split(o.shopdEnv, ",")
+	}
+	srv, err := benchkit.StartShopd(ctx, benchkit.ShopdConfig{Bin: o.shopd, DatabaseURL: dsn, Env: env})
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
-	base := srv.base
-	fmt.Printf("shopd pid %d on %s; user with %d orders, %d lines\n", srv.cmd.Process.Pid, base, o.orders, lines)
+	defer srv.Stop()
+	base := srv.URL
+	fmt.Printf("shopd pid %d on %s; user with %d orders, %d lines\n", srv.PID, base, o.orders, lines)
 
 	targets := map[string]string{"/health": base + "/health", "/products": base + "/products?page=1&limit=20"}
 	attack(targets, o.rate, 2*time.Second, nil) // warm-up, not measured
-	rss, _, err := memory(srv.cmd.Process.Pid)
+	before, err := srv.Memory()
 	if err != nil {
 		return err
 	}
-	res.Memory.BaselineRSSMB = rss
+	res.Memory.BaselineRSSMB = mb(before.RSS)
 
 	// One download alone: how big and how long, and warm caches.
 	reportURL := fmt.Sprintf("%s/reports/orders/%s?format=%s", base, userID, o.format)
@@ -229,12 +225,12 @@ func run(ctx context.Context, o options) error {
 			return ctx.Err()
 		}
 	}
-	_, peak, err := memory(srv.cmd.Process.Pid)
+	after, err := srv.Memory()
 	if err != nil {
 		return err
 	}
-	res.Memory.PeakRSSMB = peak
-	res.Memory.GrowthMB = peak - res.Memory.BaselineRSSMB
+	res.Memory.PeakRSSMB = mb(after.Peak)
+	res.Memory.GrowthMB = res.Memory.PeakRSSMB - res.Memory.BaselineRSSMB
 	res.Reports.Completed, res.Reports.Rejected = completed.Load(), rejected.Load()
 	res.Reports.MB = float64(bytes.Load()) / (1 << 20)
 
@@ -248,49 +244,24 @@ func run(ctx context.Context, o options) error {
 	}
 	res.Goals.MemoryUnder50MB = res.Memory.GrowthMB < 50
 	printResults(os.Stdout, res)
-	return write(o.out, res)
+	if err := benchkit.WriteJSON(o.out, res); err != nil {
+		return err
+	}
+	fmt.Printf("results: %s\n", o.out)
+	return nil
 }
 
-// createDatabase creates shoplab_bench_reports_<random> on server, migrated,
-// and returns its URL and a function that drops it.
-func createDatabase(ctx context.Context, server string) (string, func(), error) {
-	admin, err := pgx.Connect(ctx, server)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to %s: %w", redact(server), err)
-	}
-	defer admin.Close(ctx)
-	name := fmt.Sprintf("shoplab_bench_reports_%08x", rand.Uint32())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", nil, err
-	}
-	drop := func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if c, err := pgx.Connect(dctx, server); err == nil {
-			_, _ = c.Exec(dctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			_ = c.Close(dctx)
-		}
-	}
-	u, err := url.Parse(server)
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	u.Path = "/" + name
-	return u.String(), drop, nil
-}
+// mb is bytes in MB (MiB).
+func mb(bytes int64) float64 { return float64(bytes) / (1 << 20) }
 
-// seed migrates the database, loads the demo data and a user with n
-// orders, and returns the user's id and line count.
+// seed loads the demo data and a user with n orders into the (migrated)
+// database, and returns the user's id and line count.
 func seed(ctx context.Context, dsn string, n int) (string, int, error) {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return "", 0, err
 	}
 	defer pool.Close()
-	if err := postgres.Migrate(ctx, pool, "up", io.Discard); err != nil {
-		return "", 0, err
-	}
 	db := postgres.New(pool)
 	if _, err := db.Seed(ctx); err != nil {
 		return "", 0, err
@@ -304,115 +275,6 @@ func seed(ctx context.Context, dsn string, n int) (string, int, error) {
 	err = pool.QueryRow(ctx, `SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.customer_id = $1`, id).Scan(&lines)
 	fmt.Printf("seeded a user with %d orders in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return id, lines, err
-}
-
-type shopd struct {
-	cmd  *exec.Cmd
-	base string
-	done chan error
-}
-
-// startShopd starts `shopd serve` on 127.0.0.1 port 0 and waits until its
-// log says where it listens and /health answers.
-func startShopd(ctx context.Context, bin, dsn, extraEnv string) (*shopd, error) {
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("%s: %w (run make build)", bin, err)
-	}
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+dsn, "PORT=0", "HOST=127.0.0.1", "LOG_LEVEL=info",
-		"DD_TRACE_ENABLED=false", "DD_AGENT_HOST=127.0.0.1", "DD_DOGSTATSD_PORT=9", // discard port: metrics go nowhere
-	)
-	if extraEnv != "" {
-		cmd.Env = append(cmd.Env, strings.Split(extraEnv, ",")...)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &shopd{cmd: cmd, done: make(chan error, 1)}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "listening" {
-				select {
-				case addr <- l.Addr:
-				default:
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	go func() { s.done <- cmd.Wait() }()
-	select {
-	case a := <-addr:
-		s.base = "http://" + a
-	case err := <-s.done:
-		return nil, fmt.Errorf("shopd exited: %v", err)
-	case <-time.After(20 * time.Second):
-		s.stop()
-		return nil, errors.New("shopd did not log its address within 20s")
-	case <-ctx.Done():
-		s.stop()
-		return nil, ctx.Err()
-	}
-	for i := 0; ; i++ {
-		r, err := http.Get(s.base + "/health")
-		if err == nil {
-			r.Body.Close()
-			if r.StatusCode == 200 {
-				return s, nil
-			}
-		}
-		if i > 100 {
-			s.stop()
-			return nil, fmt.Errorf("/health never answered: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop sends SIGTERM and waits for shopd to exit (SIGKILL after 20s).
-func (s *shopd) stop() {
-	if s.cmd.ProcessState != nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(20 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-// memory returns pid's resident set and its peak, in MB, from /proc.
-func memory(pid int) (rss, peak float64, err error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		return 0, 0, fmt.Errorf("read memory of shopd (Linux /proc needed): %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-		switch k {
-		case "VmRSS":
-			rss = kb / 1024
-		case "VmHWM":
-			peak = kb / 1024
-		}
-	}
-	return rss, peak, nil
 }
 
 // attack sends rate requests per second to each target for d, all at
@@ -575,30 +437,4 @@ func printResults(w io.Writer, r *Results) {
 	}
 	fmt.Fprintf(w, "goal p99 under load <= 2x idle: %s; memory growth < 50 MB: %s; no failed requests: %s\n",
 		verdict(r.Goals.P99Within2x), verdict(r.Goals.MemoryUnder50MB), verdict(r.Goals.NoFailedRequests))
-}
-
-func write(path string, r *Results) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	fmt.Printf("results: %s\n", path)
-	return nil
-}
-
-func redact(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "the server"
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxx")
-	}
-	return u.String()
 }
