@@ -33,7 +33,7 @@ const reportPreviewLines = 32
 // reportFlushInterval, whichever comes first, and at the end.
 const (
 	reportBufferSize    = 32 << 10
-	reportFlushRows     = 1000
+	reportFlushRows     = 250
 	reportFlushInterval = 250 * time.Millisecond
 )
 
@@ -367,7 +367,7 @@ func handleOrderReport(tel *telemetry.Telemetry, reports shop.ReportStore, lim *
 		defer cancel()
 		var err error
 		if download {
-			err = streamReport(ctx, w, r, tel, reports, userID, format, cfg.ReportMaxDuration, &rows)
+			err = streamReport(ctx, w, r, tel, reports, userID, format, cfg, &rows)
 		} else {
 			err = summarizeReport(ctx, w, r, tel, reports, userID, &rows)
 		}
@@ -428,6 +428,26 @@ func timeoutCause(ctx context.Context, err error) error {
 	return err
 }
 
+// pace waits until lines sent since begun fit within perSec lines a
+// second (no wait when perSec is 0), or until ctx ends.
+func pace(ctx context.Context, begun time.Time, lines int64, perSec int) error {
+	if perSec <= 0 {
+		return nil
+	}
+	wait := time.Duration(float64(lines)/float64(perSec)*float64(time.Second)) - time.Since(begun)
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
 // cutOffError is the error of a download that failed after its status was
 // sent, while the client was still there: the handler aborts the response.
 type cutOffError struct{ err error }
@@ -438,11 +458,13 @@ func (e cutOffError) Unwrap() error { return e.err }
 // streamReport writes the full report in format f, row by row as the
 // store yields them: the first bytes leave before the first line is read,
 // then a flush every reportFlushRows lines or reportFlushInterval,
-// whichever comes first. Errors before the first byte are answered in the
+// whichever comes first; with cfg.ReportMaxLinesPerSec it waits at each
+// flush until the lines sent so far fit that rate (the database cursor is
+// read no faster either). Errors before the first byte are answered in the
 // problem format. It returns the error the report ended with: a
 // clientGoneError when the client went away, a cutOffError for a failure
 // after the status was sent.
-func streamReport(ctx context.Context, w http.ResponseWriter, r *http.Request, tel *telemetry.Telemetry, reports shop.ReportStore, userID string, f reportFormat, maxDuration time.Duration, rows *int64) error {
+func streamReport(ctx context.Context, w http.ResponseWriter, r *http.Request, tel *telemetry.Telemetry, reports shop.ReportStore, userID string, f reportFormat, cfg Config, rows *int64) error {
 	var sum shop.ReportSummary
 	var err error
 	if f.figures {
@@ -456,9 +478,9 @@ func streamReport(ctx context.Context, w http.ResponseWriter, r *http.Request, t
 		return err
 	}
 	rc := http.NewResponseController(w)
-	if maxDuration > 0 {
+	if cfg.ReportMaxDuration > 0 {
 		// A client that stops reading cannot hold a report slot forever.
-		_ = rc.SetWriteDeadline(time.Now().Add(maxDuration))
+		_ = rc.SetWriteDeadline(time.Now().Add(cfg.ReportMaxDuration))
 	}
 	h := w.Header()
 	h.Set("Content-Type", f.contentType)
@@ -481,7 +503,8 @@ func streamReport(ctx context.Context, w http.ResponseWriter, r *http.Request, t
 		}
 		return nil
 	}
-	last := time.Now()
+	begun := time.Now()
+	last := begun
 	err = writeReport(enc, sum, time.Now().UTC(), func(line func(shop.ReportLine) error) error {
 		if err := flush(); err != nil { // the header leaves before the first line is read
 			return err
@@ -492,8 +515,13 @@ func streamReport(ctx context.Context, w http.ResponseWriter, r *http.Request, t
 			}
 			*rows++
 			if *rows%reportFlushRows == 0 || time.Since(last) >= reportFlushInterval {
+				if err := flush(); err != nil {
+					return err
+				}
+				if err := pace(ctx, begun, *rows, cfg.ReportMaxLinesPerSec); err != nil {
+					return err
+				}
 				last = time.Now()
-				return flush()
 			}
 			return nil
 		})

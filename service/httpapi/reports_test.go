@@ -42,6 +42,7 @@ type reportOpts struct {
 	maxConcurrent    int           // httpapi.Config.ReportsMaxConcurrent (default 3)
 	statementTimeout time.Duration // REPORTS_STATEMENT_TIMEOUT
 	maxDuration      time.Duration // httpapi.Config.ReportMaxDuration
+	linesPerSec      int           // httpapi.Config.ReportMaxLinesPerSec
 	wrap             func(shop.ReportStore) shop.ReportStore
 }
 
@@ -85,7 +86,7 @@ func newReportEnv(t *testing.T, o reportOpts) *reportEnv {
 		reports = o.wrap(reports)
 	}
 	h := httpapi.NewServer(httpapi.Deps{
-		Config:    httpapi.Config{ReportsMaxConcurrent: o.maxConcurrent, ReportMaxDuration: o.maxDuration},
+		Config:    httpapi.Config{ReportsMaxConcurrent: o.maxConcurrent, ReportMaxDuration: o.maxDuration, ReportMaxLinesPerSec: o.linesPerSec},
 		Telemetry: tel, Products: db, Orders: db, Reports: reports, DB: db,
 	})
 	srv := httptest.NewServer(h)
@@ -829,5 +830,26 @@ func TestReportSlowClient(t *testing.T) {
 	})
 	if n := e.reportSessions(t, `(state <> 'idle' OR xact_start IS NOT NULL)`); n != 0 {
 		t.Errorf("%d report transactions still open", n)
+	}
+}
+
+// TestReportPaced: with ReportMaxLinesPerSec a download is sent no faster
+// than that many lines a second, and still complete.
+func TestReportPaced(t *testing.T) {
+	t.Parallel()
+	const perSec = 2000
+	e := newReportEnv(t, reportOpts{linesPerSec: perSec})
+	user := e.bulkUser(t, 400) // 1,000 lines
+	lines := e.facts(t, user).lines
+	start := time.Now()
+	res := e.get(t, "/reports/orders/"+user+"?format=csv")
+	elapsed := time.Since(start)
+	if res.status != 200 || strings.Count(string(res.body), "\n") != 1+lines {
+		t.Fatalf("status %d, %d lines, want %d", res.status, strings.Count(string(res.body), "\n")-1, lines)
+	}
+	// Pacing waits at each flush (every 250 lines) until the lines sent
+	// fit the rate: the last full flush bounds the time from below.
+	if min := time.Duration(lines/250*250) * time.Second / perSec; elapsed < min {
+		t.Errorf("%d lines in %v at %d lines/s, want at least %v", lines, elapsed, perSec, min)
 	}
 }

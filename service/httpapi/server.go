@@ -46,6 +46,10 @@ type Config struct {
 	ReportsMaxConcurrent int
 	// ReportRetryAfter is the Retry-After of a 429 report (default 2s).
 	ReportRetryAfter time.Duration
+	// ReportMaxLinesPerSec paces every download to at most this many order
+	// lines per second (0: as fast as the database and client go). Pacing
+	// bounds the CPU one report takes from the service and the database.
+	ReportMaxLinesPerSec int
 	// ReportMaxDuration bounds a report from admission to its last byte,
 	// including a client that reads slowly (default 5m).
 	ReportMaxDuration time.Duration

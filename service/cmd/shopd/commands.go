@@ -117,6 +117,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 			ProductsV1Sunset:       cfg.ProductsV1Sunset,
 			ReportsMaxConcurrent:   cfg.ReportsMaxConcurrent,
 			ReportMaxDuration:      cfg.ReportsMaxDuration,
+			ReportMaxLinesPerSec:   int(cfg.ReportsMaxLinesPerSec),
 		},
 		Telemetry: tel,
 		Products:  db,

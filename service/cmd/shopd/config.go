@@ -57,6 +57,7 @@ type config struct {
 	ReportsMaxConcurrent    int           // REPORTS_MAX_CONCURRENT: reports running at once, 429 beyond (default half the CPUs, at least 1, at most REPORTS_MAX_CONNS)
 	ReportsStatementTimeout time.Duration // REPORTS_STATEMENT_TIMEOUT: Postgres statement_timeout of report statements (default 30s)
 	ReportsMaxDuration      time.Duration // REPORTS_MAX_DURATION: longest a report may take, download included (default 5m)
+	ReportsMaxLinesPerSec   int64         // REPORTS_MAX_LINES_PER_SEC: pace of each download in order lines per second (default 50,000; 0 unpaced)
 
 	UsersSplitBatch int64         // USERS_SPLIT_BATCH: rows per backfill batch (default 1000)
 	UsersSplitPause time.Duration // USERS_SPLIT_PAUSE: throttle, a pause after each backfill batch (default 0)
@@ -88,6 +89,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ReportsMaxConns:          3,
 		ReportsStatementTimeout:  30 * time.Second,
 		ReportsMaxDuration:       5 * time.Minute,
+		ReportsMaxLinesPerSec:    50_000,
 	}
 	port := getenv("PORT")
 	if port == "" {
@@ -211,6 +213,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.ReportsMaxConcurrent = int(min(reportsConcurrent, 1000))
 	durVar("REPORTS_STATEMENT_TIMEOUT", &c.ReportsStatementTimeout)
 	durVar("REPORTS_MAX_DURATION", &c.ReportsMaxDuration)
+	if v := getenv("REPORTS_MAX_LINES_PER_SEC"); v == "0" {
+		c.ReportsMaxLinesPerSec = 0
+	} else {
+		intVar("REPORTS_MAX_LINES_PER_SEC", &c.ReportsMaxLinesPerSec)
+	}
 	if c.ReportsMaxDuration == 0 {
 		errs = append(errs, fmt.Errorf("REPORTS_MAX_DURATION must be positive"))
 	}
