@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -20,6 +21,13 @@ type lineWriter struct {
 	lines  chan string
 	all    []string
 	closed bool
+}
+
+// snapshot returns the lines written so far.
+func (w *lineWriter) snapshot() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.all...)
 }
 
 // stop stops recording and returns every line written.
@@ -54,6 +62,58 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// startServe runs `shopd serve` with getenv until it has logged its
+// address, and returns that base URL, the lines it writes, and stop: stop
+// ends serve and returns serve's error, or an error when it did not return
+// within 10 s. A serve the test did not stop is stopped at cleanup, which
+// fails the test on such an error.
+func startServe(t *testing.T, getenv func(string) string) (base string, logs *lineWriter, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs = &lineWriter{lines: make(chan string, 1000)}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"shopd", "serve"}, getenv, logs, io.Discard) }()
+	timeout := time.After(20 * time.Second)
+	for base == "" {
+		select {
+		case line := <-logs.lines:
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" {
+				base = "http://" + l.Addr
+			}
+		case err := <-done:
+			cancel()
+			t.Fatalf("serve exited early: %v", err)
+		case <-timeout:
+			cancel()
+			t.Fatal("serve never logged its address")
+		}
+	}
+	var once sync.Once
+	var stopErr error
+	stopped := false
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(10 * time.Second):
+				stopErr = errors.New("serve did not stop within 10s")
+			}
+		})
+		stopped = true
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if !stopped {
+			if err := stop(); err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		}
+	})
+	return base, logs, stop
+}
+
 // TestRunEndToEnd starts the real program on port 0 against a fresh
 // database: setup (migrate + seed), serve, /health and a data endpoint,
 // then a graceful shutdown when its context ends.
@@ -77,35 +137,17 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatalf("second setup: %v %q", err, out.String())
 	}
 
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	logs := &lineWriter{lines: make(chan string, 1000)}
-	done := make(chan error, 1)
-	go func() { done <- run(sctx, []string{"shopd", "serve"}, getenv, logs, io.Discard) }()
-
-	var addr string
+	base, logs, stop := startServe(t, getenv)
 	warned := false
-	timeout := time.After(20 * time.Second)
-	for addr == "" {
-		select {
-		case line := <-logs.lines:
-			var l struct{ Msg, Addr, Level string }
-			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" {
-				addr = l.Addr
-			}
-			if strings.HasPrefix(l.Msg, "ADMIN_TOKEN is not set") && l.Level == "warn" {
-				warned = true
-			}
-		case err := <-done:
-			t.Fatalf("serve exited early: %v", err)
-		case <-timeout:
-			t.Fatal("serve never logged its address")
+	for _, line := range logs.snapshot() {
+		var l struct{ Msg, Level string }
+		if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Msg, "ADMIN_TOKEN is not set") && l.Level == "warn" {
+			warned = true
 		}
 	}
 	if !warned {
 		t.Error("serve did not warn that ADMIN_TOKEN is unset")
 	}
-	base := "http://" + addr
 	for i := 0; ; i++ {
 		res, err := http.Get(base + "/health")
 		if err == nil && res.StatusCode == 200 {
@@ -140,14 +182,8 @@ func TestRunEndToEnd(t *testing.T) {
 		slow <- res.StatusCode
 	}()
 	time.Sleep(50 * time.Millisecond)
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not stop within its shutdown timeout")
+	if err := stop(); err != nil {
+		t.Fatalf("serve: %v", err)
 	}
 	if code := <-slow; code != 404 && code != 0 {
 		t.Errorf("in-flight request got %d", code)

@@ -15,48 +15,6 @@ import (
 	"github.com/shoplab/shoplab/service/internal/smtptest"
 )
 
-// startServe runs `shopd serve` with getenv until the returned stop, which
-// fails the test unless serve returns nil within its shutdown timeout.
-func startServe(t *testing.T, getenv func(string) string) (base string, stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &lineWriter{lines: make(chan string, 1000)}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"shopd", "serve"}, getenv, logs, io.Discard) }()
-	timeout := time.After(20 * time.Second)
-	for base == "" {
-		select {
-		case line := <-logs.lines:
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" {
-				base = "http://" + l.Addr
-			}
-		case err := <-done:
-			t.Fatalf("serve exited early: %v", err)
-		case <-timeout:
-			t.Fatal("serve never logged its address")
-		}
-	}
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("serve did not stop")
-		}
-	}
-	t.Cleanup(stop)
-	return base, stop
-}
-
 // TestOutboxCommands runs the real program: serve sends the confirmation of
 // an order placed over HTTP; with RELAY_ENABLED=false it does not, and
 // `shopd relay` does; `shopd outbox status|requeue-dead` report and requeue.
@@ -117,7 +75,7 @@ func TestOutboxCommands(t *testing.T) {
 
 	var first string
 	t.Run("ServeSendsConfirmation", func(t *testing.T) {
-		base, stop := startServe(t, getenv)
+		base, _, stop := startServe(t, getenv)
 		first = checkout(base)
 		msgs := srv.WaitFor(t, 1, 20*time.Second)
 		stop()
@@ -130,7 +88,7 @@ func TestOutboxCommands(t *testing.T) {
 	t.Run("RelayDisabledInServe", func(t *testing.T) {
 		env["RELAY_ENABLED"] = "false"
 		defer delete(env, "RELAY_ENABLED")
-		base, stop := startServe(t, getenv)
+		base, _, stop := startServe(t, getenv)
 		second = checkout(base)
 		time.Sleep(300 * time.Millisecond)
 		stop()

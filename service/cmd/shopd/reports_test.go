@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -69,25 +68,7 @@ func TestServeReports(t *testing.T) {
 	if err := run(ctx, []string{"shopd", "setup"}, getenv, io.Discard, io.Discard); err != nil {
 		t.Fatalf("setup: %v", err)
 	}
-	sctx, stop := context.WithCancel(ctx)
-	logs := &lineWriter{lines: make(chan string, 1000)}
-	done := make(chan error, 1)
-	go func() { done <- run(sctx, []string{"shopd", "serve"}, getenv, logs, io.Discard) }()
-	t.Cleanup(func() { stop(); <-done })
-	var addr string
-	for addr == "" {
-		select {
-		case line := <-logs.lines:
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" {
-				addr = l.Addr
-			}
-		case err := <-done:
-			t.Fatalf("serve exited early: %v", err)
-		case <-time.After(20 * time.Second):
-			t.Fatal("serve never logged its address")
-		}
-	}
+	base, _, _ := startServe(t, getenv)
 
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -100,11 +81,11 @@ func TestServeReports(t *testing.T) {
 	}
 
 	// One report holds the only slot while its client reads nothing more.
-	res, err := http.Get("http://" + addr + "/reports/orders/" + heavy + "?format=csv")
+	res, err := http.Get(base + "/reports/orders/" + heavy + "?format=csv")
 	if err != nil || res.StatusCode != 200 {
 		t.Fatalf("download: %v %v", err, res)
 	}
-	second, err := http.Get("http://" + addr + "/reports/orders/" + heavy)
+	second, err := http.Get(base + "/reports/orders/" + heavy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +102,7 @@ func TestServeReports(t *testing.T) {
 	if err != nil || strings.Count(string(b), "\n") != 1+lines || !strings.HasPrefix(string(b), "order_id,") {
 		t.Errorf("download: %v, %d rows, want %d", err, strings.Count(string(b), "\n")-1, lines)
 	}
-	if p, err := http.Get("http://" + addr + "/products?limit=1"); err != nil || p.StatusCode != 200 {
+	if p, err := http.Get(base + "/products?limit=1"); err != nil || p.StatusCode != 200 {
 		t.Fatalf("products: %v %v", err, p)
 	} else {
 		p.Body.Close()
