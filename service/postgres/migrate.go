@@ -209,12 +209,23 @@ func (m Migrator) retry(ctx context.Context, what string, fn func() error) error
 	if pause <= 0 {
 		pause = time.Second
 	}
+	return retryBackoff(ctx, retries, pause, isLockTimeout, func(attempt int, _ error, pause time.Duration) {
+		fmt.Fprintf(m.Out, "migrate: %s could not get its lock within lock_timeout (55P03); retry %d/%d in %s\n", what, attempt, retries, pause)
+	}, fn)
+}
+
+// retryBackoff calls fn until it succeeds, fails with an error that
+// retryable refuses, or has been retried retries times, doubling the pause
+// after each retry; onRetry is told of each one before its pause. An end of
+// ctx during a pause ends it with fn's last error joined to ctx's.
+func retryBackoff(ctx context.Context, retries int, pause time.Duration, retryable func(error) bool,
+	onRetry func(attempt int, err error, pause time.Duration), fn func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if err == nil || !isLockTimeout(err) || attempt > retries {
+		if err == nil || attempt > retries || !retryable(err) {
 			return err
 		}
-		fmt.Fprintf(m.Out, "migrate: %s could not get its lock within lock_timeout (55P03); retry %d/%d in %s\n", what, attempt, retries, pause)
+		onRetry(attempt, err, pause)
 		select {
 		case <-ctx.Done():
 			return errors.Join(err, ctx.Err())

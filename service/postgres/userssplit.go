@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -242,20 +241,9 @@ func (db *DB) BackfillUsersSplit(ctx context.Context, opt BackfillOptions) (Back
 // failed on a lock or statement timeout or a deadlock: a batch is one
 // transaction, rolled back whole.
 func (db *DB) retryLockTimeout(ctx context.Context, out io.Writer, fn func() error) error {
-	pause := 200 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := fn()
-		if err == nil || attempt > 5 || !retryable(err) {
-			return err
-		}
+	return retryBackoff(ctx, 5, 200*time.Millisecond, retryable, func(attempt int, err error, pause time.Duration) {
 		fmt.Fprintf(out, "backfill users-split: batch failed (%v); retry %d/5 in %s\n", err, attempt, pause)
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(pause):
-		}
-		pause *= 2
-	}
+	}, fn)
 }
 
 func retryable(err error) bool {
