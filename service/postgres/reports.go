@@ -121,16 +121,23 @@ func (r *Reports) ReportSummary(ctx context.Context, userID string) (shop.Report
 			&s.OrderCount, &cents, &s.ItemsPurchased,
 			&t.Orders, &t.Lines, &t.Statuses, &t.OrderTotals, &t.ProductNames, &t.Quantities, &t.UnitPrices, &t.LineTotals)
 	})
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return s, shop.Errorf(shop.ENOTFOUND, "User not found")
-	case err != nil && ctx.Err() != nil:
-		return s, ctx.Err()
-	case err != nil:
-		return s, wrapErr(err)
+	if err != nil {
+		return s, userReadErr(ctx, err)
 	}
 	s.TotalSpent = shop.Money(cents)
 	return s, nil
+}
+
+// userReadErr maps the error of a read about one user: ENOTFOUND for no
+// such user, ctx's error once ctx has ended, wrapErr otherwise.
+func userReadErr(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return shop.Errorf(shop.ENOTFOUND, "User not found")
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return wrapErr(err)
 }
 
 const reportUserSQL = `-- name: reports.user
@@ -143,13 +150,8 @@ func (r *Reports) ReportUser(ctx context.Context, userID string) (shop.User, err
 	err := r.readOnly(ctx, func(tx pgx.Tx, q func(string) string) error {
 		return tx.QueryRow(ctx, q(reportUserSQL), userID).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt)
 	})
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return u, shop.Errorf(shop.ENOTFOUND, "User not found")
-	case err != nil && ctx.Err() != nil:
-		return u, ctx.Err()
-	case err != nil:
-		return u, wrapErr(err)
+	if err != nil {
+		return u, userReadErr(ctx, err)
 	}
 	return u, nil
 }
