@@ -104,124 +104,24 @@ func (db *DB) BackfillUsersSplit(ctx context.Context, opt BackfillOptions) (Back
 		opt.Out = io.Discard
 	}
 	var st BackfillStats
-	var synced, legacy bool
-	if err := db.Pool.QueryRow(ctx, backfillStateSQL).Scan(&synced, &legacy); err != nil {
-		return st, wrapErr(err)
+	if err := db.checkBackfillStep(ctx); err != nil {
+		return st, err
 	}
-	switch {
-	case !legacy:
-		return st, shop.Errorf(shop.ECONFLICT, "The users split is already contracted: orders.user_id is gone; nothing to backfill.")
-	case !synced:
-		return st, shop.Errorf(shop.ECONFLICT, "The sync triggers are not installed: apply migration 00012 first (shopd migrate up-to 12).")
-	}
-
-	after := map[string]string{"users": zeroUUID, "orders": zeroUUID}
-	if opt.Restart {
-		if _, err := db.Pool.Exec(ctx, backfillDoneSQL); err != nil {
-			return st, wrapErr(err)
-		}
-	} else {
-		rows, err := db.Pool.Query(ctx, backfillResumeSQL)
-		if err != nil {
-			return st, wrapErr(err)
-		}
-		for rows.Next() {
-			var phase, id string
-			if err := rows.Scan(&phase, &id); err != nil {
-				rows.Close()
-				return st, wrapErr(err)
-			}
-			after[phase] = id
-			fmt.Fprintf(opt.Out, "backfill users-split: resuming %s after id %s\n", phase, id)
-		}
-		if err := rows.Err(); err != nil {
-			return st, wrapErr(err)
-		}
+	after, err := db.backfillPositions(ctx, opt)
+	if err != nil {
+		return st, err
 	}
 	var totalUsers, totalOrders int64
 	if err := db.Pool.QueryRow(ctx, backfillTotalsSQL).Scan(&totalUsers, &totalOrders); err != nil {
 		return st, wrapErr(err)
 	}
-
-	phases := []struct {
-		name          string
-		total         int64
-		read, changed *int64
-		batch         func(tx pgx.Tx, after string) (last string, n, changed int64, err error)
-	}{
-		{"users", totalUsers, &st.Users, &st.UsersChanged, func(tx pgx.Tx, after string) (string, int64, int64, error) {
-			rows, err := tx.Query(ctx, backfillUsersSQL, after, opt.BatchSize)
-			if err != nil {
-				return "", 0, 0, err
-			}
-			defer rows.Close()
-			var last string
-			var n, changed int64
-			for rows.Next() {
-				var ch bool
-				if err := rows.Scan(&last, &ch); err != nil {
-					return "", 0, 0, err
-				}
-				n++
-				if ch {
-					changed++
-				}
-			}
-			return last, n, changed, rows.Err()
-		}},
-		{"orders", totalOrders, &st.Orders, &st.OrdersChanged, func(tx pgx.Tx, after string) (string, int64, int64, error) {
-			var last *string
-			var n, changed int64
-			err := tx.QueryRow(ctx, backfillOrdersSQL, after, opt.BatchSize).Scan(&last, &n, &changed)
-			if last == nil {
-				return "", n, changed, err
-			}
-			return *last, n, changed, err
-		}},
+	phases := []backfillPhase{
+		{name: "users", total: totalUsers, read: &st.Users, changed: &st.UsersChanged, batch: backfillUsersBatch},
+		{name: "orders", total: totalOrders, read: &st.Orders, changed: &st.OrdersChanged, batch: backfillOrdersBatch},
 	}
 	for _, ph := range phases {
-		start, lastPrint := time.Now(), time.Time{}
-		pos := after[ph.name]
-		for {
-			var last string
-			var n, changed int64
-			err := db.retryLockTimeout(ctx, opt.Out, func() error {
-				return inTx(ctx, db.Pool, backfillTimeouts.setLocal(), func(tx pgx.Tx) error {
-					var err error
-					last, n, changed, err = ph.batch(tx, pos)
-					if err != nil || n == 0 {
-						return err
-					}
-					_, err = tx.Exec(ctx, backfillSaveSQL, ph.name, last)
-					return err
-				})
-			})
-			if err != nil {
-				return st, wrapErr(err)
-			}
-			*ph.read += n
-			*ph.changed += changed
-			if n > 0 {
-				st.Batches++
-				pos = last
-			}
-			done := n < int64(opt.BatchSize)
-			if done || time.Since(lastPrint) >= time.Second {
-				lastPrint = time.Now()
-				fmt.Fprintf(opt.Out, "backfill users-split: %s %d/%d (%s), %d changed, %.0f rows/s\n",
-					ph.name, *ph.read, ph.total, percent(*ph.read, ph.total), *ph.changed,
-					float64(*ph.read)/max(time.Since(start).Seconds(), 1e-3))
-			}
-			if done {
-				break
-			}
-			if opt.Pause > 0 {
-				select {
-				case <-ctx.Done():
-					return st, ctx.Err()
-				case <-time.After(opt.Pause):
-				}
-			}
+		if err := db.runBackfillPhase(ctx, opt, ph, after[ph.name], &st.Batches); err != nil {
+			return st, err
 		}
 	}
 	if _, err := db.Pool.Exec(ctx, backfillDoneSQL); err != nil {
@@ -235,6 +135,143 @@ func (db *DB) BackfillUsersSplit(ctx context.Context, opt BackfillOptions) (Back
 	fmt.Fprintf(opt.Out, "backfill users-split: done: %d users (%d changed), %d orders (%d changed) in %d batches\n",
 		st.Users, st.UsersChanged, st.Orders, st.OrdersChanged, st.Batches)
 	return st, nil
+}
+
+// checkBackfillStep refuses a backfill before migration 00012 or after the
+// contract step (ECONFLICT).
+func (db *DB) checkBackfillStep(ctx context.Context) error {
+	var synced, legacy bool
+	if err := db.Pool.QueryRow(ctx, backfillStateSQL).Scan(&synced, &legacy); err != nil {
+		return wrapErr(err)
+	}
+	switch {
+	case !legacy:
+		return shop.Errorf(shop.ECONFLICT, "The users split is already contracted: orders.user_id is gone; nothing to backfill.")
+	case !synced:
+		return shop.Errorf(shop.ECONFLICT, "The sync triggers are not installed: apply migration 00012 first (shopd migrate up-to 12).")
+	}
+	return nil
+}
+
+// backfillPositions returns where each phase starts: after the id an
+// interrupted run saved, or at the first row (opt.Restart forgets what was
+// saved).
+func (db *DB) backfillPositions(ctx context.Context, opt BackfillOptions) (map[string]string, error) {
+	after := map[string]string{"users": zeroUUID, "orders": zeroUUID}
+	if opt.Restart {
+		if _, err := db.Pool.Exec(ctx, backfillDoneSQL); err != nil {
+			return nil, wrapErr(err)
+		}
+		return after, nil
+	}
+	rows, err := db.Pool.Query(ctx, backfillResumeSQL)
+	if err != nil {
+		return nil, wrapErr(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var phase, id string
+		if err := rows.Scan(&phase, &id); err != nil {
+			return nil, wrapErr(err)
+		}
+		after[phase] = id
+		fmt.Fprintf(opt.Out, "backfill users-split: resuming %s after id %s\n", phase, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrapErr(err)
+	}
+	return after, nil
+}
+
+// backfillPhase is one table's pass: its batch statement and its counters.
+type backfillPhase struct {
+	name          string
+	total         int64
+	read, changed *int64
+	// batch brings the rows after id `after` in and returns the last id,
+	// how many rows it read and how many it changed.
+	batch func(ctx context.Context, tx pgx.Tx, after string, size int) (last string, n, changed int64, err error)
+}
+
+// runBackfillPhase runs ph's batches from pos to the end of its table, each
+// in its own transaction with its position saved, retried on lock
+// timeouts, with a progress line at most once a second and the pause
+// between batches.
+func (db *DB) runBackfillPhase(ctx context.Context, opt BackfillOptions, ph backfillPhase, pos string, batches *int) error {
+	start, lastPrint := time.Now(), time.Time{}
+	for {
+		var last string
+		var n, changed int64
+		err := db.retryLockTimeout(ctx, opt.Out, func() error {
+			return inTx(ctx, db.Pool, backfillTimeouts.setLocal(), func(tx pgx.Tx) error {
+				var err error
+				last, n, changed, err = ph.batch(ctx, tx, pos, opt.BatchSize)
+				if err != nil || n == 0 {
+					return err
+				}
+				_, err = tx.Exec(ctx, backfillSaveSQL, ph.name, last)
+				return err
+			})
+		})
+		if err != nil {
+			return wrapErr(err)
+		}
+		*ph.read += n
+		*ph.changed += changed
+		if n > 0 {
+			*batches++
+			pos = last
+		}
+		done := n < int64(opt.BatchSize)
+		if done || time.Since(lastPrint) >= time.Second {
+			lastPrint = time.Now()
+			fmt.Fprintf(opt.Out, "backfill users-split: %s %d/%d (%s), %d changed, %.0f rows/s\n",
+				ph.name, *ph.read, ph.total, percent(*ph.read, ph.total), *ph.changed,
+				float64(*ph.read)/max(time.Since(start).Seconds(), 1e-3))
+		}
+		if done {
+			return nil
+		}
+		if opt.Pause > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(opt.Pause):
+			}
+		}
+	}
+}
+
+// backfillUsersBatch syncs the next users after `after` into customers and
+// merchants.
+func backfillUsersBatch(ctx context.Context, tx pgx.Tx, after string, size int) (last string, n, changed int64, err error) {
+	rows, err := tx.Query(ctx, backfillUsersSQL, after, size)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ch bool
+		if err := rows.Scan(&last, &ch); err != nil {
+			return "", 0, 0, err
+		}
+		n++
+		if ch {
+			changed++
+		}
+	}
+	return last, n, changed, rows.Err()
+}
+
+// backfillOrdersBatch sets customer_id on the next orders after `after`.
+func backfillOrdersBatch(ctx context.Context, tx pgx.Tx, after string, size int) (string, int64, int64, error) {
+	var last *string
+	var n, changed int64
+	err := tx.QueryRow(ctx, backfillOrdersSQL, after, size).Scan(&last, &n, &changed)
+	if last == nil {
+		return "", n, changed, err
+	}
+	return *last, n, changed, err
 }
 
 // retryLockTimeout retries fn a few times, with a growing pause, when it
