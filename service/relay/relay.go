@@ -212,7 +212,7 @@ func (r *Relay) RunBatch(ctx context.Context) (BatchStats, error) {
 	claimedAt := time.Now()
 	events, err := r.claim(ctx)
 	if err != nil {
-		span.SetTag(ext.ErrorMsg, causeText(err))
+		span.SetTag(ext.ErrorMsg, cause(err).Error())
 		return st, err
 	}
 	st.Claimed = len(events)
@@ -250,14 +250,15 @@ func (r *Relay) claim(ctx context.Context) ([]shop.OutboxEvent, error) {
 	return r.store.ClaimOutbox(ctx, r.cfg.Name, r.cfg.BatchSize, r.cfg.Lease)
 }
 
-// causeText is the text of err's underlying cause (the driver's error
-// inside a shop.Error), as the batch span's error message.
-func causeText(err error) string {
+// cause is err's underlying cause: the driver's error inside a store's
+// shop.Error. The batch span's error message and the release's log line
+// show it, as they did when the relay ran its statements itself.
+func cause(err error) error {
 	var se *shop.Error
 	if errors.As(err, &se) && se.Err != nil {
-		return se.Err.Error()
+		return se.Err
 	}
-	return err.Error()
+	return err
 }
 
 type resultKind int
@@ -430,7 +431,7 @@ func (r *Relay) release(ctx context.Context, events []shop.OutboxEvent) int {
 	defer cancel()
 	n, err := r.store.ReleaseOutbox(ctx, claims)
 	if err != nil {
-		r.tel.Log.Warn("outbox relay: release failed; the events come back after the lease", zap.Int("events", len(events)), zap.Error(err))
+		r.tel.Log.Warn("outbox relay: release failed; the events come back after the lease", zap.Int("events", len(events)), zap.Error(cause(err)))
 		return 0
 	}
 	return n
