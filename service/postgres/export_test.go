@@ -14,14 +14,6 @@ const (
 // ReserveStockSQL is the checkout's stock decrement.
 const ReserveStockSQL = reserveStockSQL
 
-// ClaimAndAbandon claims a batch the way r does and then does nothing with
-// it, like a relay that dies right after its claim committed. It returns
-// how many events it claimed.
-func (r *Relay) ClaimAndAbandon(ctx context.Context) (int, error) {
-	events, err := r.claim(ctx)
-	return len(events), err
-}
-
 // EscapeLike is the search's LIKE escaping.
 var EscapeLike = likeEscaper.Replace
 

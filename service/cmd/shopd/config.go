@@ -9,6 +9,7 @@ import (
 
 	"github.com/shoplab/shoplab/service/mail"
 	"github.com/shoplab/shoplab/service/postgres"
+	"github.com/shoplab/shoplab/service/relay"
 	"github.com/shoplab/shoplab/service/shop"
 )
 
@@ -45,7 +46,7 @@ type config struct {
 	// Relay is the outbox relay's tuning: RELAY_BATCH_SIZE, RELAY_INTERVAL,
 	// RELAY_MAX_ATTEMPTS, RELAY_LEASE, RELAY_BACKOFF_BASE, RELAY_BACKOFF_MAX,
 	// RELAY_RETENTION; SendTimeout is SMTP_TIMEOUT.
-	Relay postgres.RelayConfig
+	Relay relay.Config
 
 	// PRODUCTS_V1_DEPRECATED_AT and PRODUCTS_V1_SUNSET (RFC 3339 date or
 	// time); zero means httpapi's defaults.
@@ -85,7 +86,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		AppEnv:                   "development",
 		Mail:                     mail.Config{From: "shoplab <orders@shoplab.local>", TLS: mail.TLSAuto, Timeout: 30 * time.Second},
 		RelayEnabled:             true,
-		Relay:                    postgres.DefaultRelayConfig(),
+		Relay:                    relay.DefaultConfig(),
 		ReportsMaxConns:          3,
 		ReportsStatementTimeout:  30 * time.Second,
 		ReportsMaxDuration:       5 * time.Minute,

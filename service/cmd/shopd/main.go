@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "setup":
 		return setup(ctx, cfg, stdout)
 	case "relay":
-		return relay(ctx, cfg, getenv, stdout)
+		return relayCommand(ctx, cfg, getenv, stdout)
 	case "outbox":
 		return outbox(ctx, cfg, args[2:], stdout)
 	case "help", "-h", "--help":

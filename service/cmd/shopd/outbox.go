@@ -11,16 +11,18 @@ import (
 
 	"github.com/shoplab/shoplab/service/mail"
 	"github.com/shoplab/shoplab/service/postgres"
+	"github.com/shoplab/shoplab/service/relay"
 	"github.com/shoplab/shoplab/service/telemetry"
 )
 
-// newRelay builds the outbox relay from the configuration.
-func newRelay(cfg config, db *postgres.DB, tel *telemetry.Telemetry) (*postgres.Relay, error) {
+// newRelay builds the outbox relay from the configuration: a relay on the
+// postgres store, sending through the SMTP sender.
+func newRelay(cfg config, db *postgres.DB, tel *telemetry.Telemetry) (*relay.Relay, error) {
 	sender, err := mail.NewSender(cfg.Mail)
 	if err != nil {
 		return nil, err
 	}
-	return db.NewRelay(sender, tel, cfg.Relay)
+	return relay.New(db, sender, tel, cfg.Relay)
 }
 
 // startOutbox runs what `serve` does for the outbox until ctx ends: a relay
@@ -30,13 +32,13 @@ func newRelay(cfg config, db *postgres.DB, tel *telemetry.Telemetry) (*postgres.
 func startOutbox(ctx context.Context, cfg config, db *postgres.DB, tel *telemetry.Telemetry) (<-chan struct{}, error) {
 	done := make(chan struct{})
 	if cfg.RelayEnabled && cfg.Mail.Addr != "" {
-		relay, err := newRelay(cfg, db, tel)
+		r, err := newRelay(cfg, db, tel)
 		if err != nil {
 			return nil, err
 		}
 		go func() {
 			defer close(done)
-			_ = relay.Run(ctx)
+			_ = r.Run(ctx)
 		}()
 		return done, nil
 	}
@@ -50,7 +52,7 @@ func startOutbox(ctx context.Context, cfg config, db *postgres.DB, tel *telemetr
 		tick := time.NewTicker(cfg.Relay.StatsInterval)
 		defer tick.Stop()
 		for {
-			if _, err := db.ReportOutboxStats(ctx, tel); err != nil && ctx.Err() == nil {
+			if _, err := relay.ReportStats(ctx, db, tel); err != nil && ctx.Err() == nil {
 				tel.Log.Warn("outbox stats failed", zap.Error(err))
 			}
 			select {
@@ -63,8 +65,9 @@ func startOutbox(ctx context.Context, cfg config, db *postgres.DB, tel *telemetr
 	return done, nil
 }
 
-// relay is `shopd relay`: an outbox relay on its own, until SIGTERM/SIGINT.
-func relay(ctx context.Context, cfg config, getenv func(string) string, stdout io.Writer) error {
+// relayCommand is `shopd relay`: an outbox relay on its own, until
+// SIGTERM/SIGINT.
+func relayCommand(ctx context.Context, cfg config, getenv func(string) string, stdout io.Writer) error {
 	if cfg.Mail.Addr == "" {
 		return fmt.Errorf("relay: SMTP_ADDR is not set")
 	}
