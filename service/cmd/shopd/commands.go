@@ -7,12 +7,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/shoplab/shoplab/service/httpapi"
 	"github.com/shoplab/shoplab/service/postgres"
@@ -47,6 +49,9 @@ func openReportsPool(ctx context.Context, cfg config, tel *telemetry.Telemetry) 
 	return pgxpool.NewWithConfig(ctx, pc)
 }
 
+// serve is `shopd serve`: open the stores, start the background work,
+// serve HTTP until ctx ends; then stop serving, stop the background work
+// and wait for it, and only then close the pools.
 func serve(ctx context.Context, cfg config, getenv func(string) string, stdout io.Writer) error {
 	if cfg.AdminToken == "" && cfg.production() {
 		return errors.New("ADMIN_TOKEN is not set: refusing to serve the admin endpoints unauthenticated with APP_ENV=production")
@@ -66,11 +71,55 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 			zap.String("app_env", cfg.AppEnv))
 	}
 
-	pool, err := openPool(ctx, cfg, tel)
+	st, err := openStores(ctx, cfg, tel)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	defer st.close()
+
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	work, err := startBackground(bg, cfg, st, tel)
+	if err != nil {
+		return err
+	}
+	serveErr := serveHTTP(ctx, cfg, log, newHandler(cfg, tel, st))
+
+	stopBG()
+	done := make(chan struct{})
+	go func() {
+		_ = work.Wait() // the background functions log their own failures
+		close(done)
+	}()
+	select { // the relay finishes its send in progress
+	case <-done:
+	case <-time.After(cfg.ShutdownTimeout):
+		log.Warn("background work did not stop in time; the outbox relay's claimed confirmations come back after their lease")
+	}
+	st.close()
+	if serveErr == nil {
+		log.Info("stopped")
+	}
+	return serveErr
+}
+
+// stores are the pools and stores serve opens first and closes last.
+type stores struct {
+	pool, reportsPool *pgxpool.Pool
+	db                *postgres.DB
+	reports           *postgres.Reports
+	closeOnce         sync.Once
+}
+
+// openStores opens the main pool and its store (with the checkout, search
+// and idempotency settings), detects the users schema, and opens the
+// reports' own pool and store.
+func openStores(ctx context.Context, cfg config, tel *telemetry.Telemetry) (*stores, error) {
+	log := tel.Log
+	pool, err := openPool(ctx, cfg, tel)
+	if err != nil {
+		return nil, err
+	}
 	db := postgres.New(pool)
 	db.CheckoutTimeouts = postgres.Timeouts{Acquire: cfg.CheckoutAcquireTimeout, Lock: cfg.CheckoutLockTimeout, Statement: cfg.CheckoutStatementTimeout}
 	db.IdempotencyTTL = cfg.IdempotencyKeyTTL
@@ -86,27 +135,50 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 
 	reportsPool, err := openReportsPool(ctx, cfg, tel)
 	if err != nil {
-		return err
+		pool.Close()
+		return nil, err
 	}
-	defer reportsPool.Close()
-	reports := postgres.NewReports(reportsPool, cfg.ReportsStatementTimeout)
 	if cfg.ReportsMaxConcurrent > int(cfg.ReportsMaxConns) {
 		log.Warn("REPORTS_MAX_CONCURRENT exceeds REPORTS_MAX_CONNS: admitted reports will queue for connections",
 			zap.Int("max_concurrent", cfg.ReportsMaxConcurrent), zap.Int32("max_conns", cfg.ReportsMaxConns))
 	}
+	return &stores{pool: pool, reportsPool: reportsPool, db: db,
+		reports: postgres.NewReports(reportsPool, cfg.ReportsStatementTimeout)}, nil
+}
 
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBG()
-	go telemetry.ReportPoolStats(bg, tel, "main", pool, 10*time.Second)
-	go telemetry.ReportPoolStats(bg, tel, "reports", reportsPool, 10*time.Second)
-	go telemetry.SampleLockWaits(bg, tel, pool, time.Second)
-	go expireIdempotencyKeys(bg, tel, db, cfg.IdempotencyCleanup)
-	outboxDone, err := startOutbox(bg, cfg, db, tel)
+// close closes both pools, once; it waits for their connections to be
+// released.
+func (s *stores) close() {
+	s.closeOnce.Do(func() {
+		s.reportsPool.Close()
+		s.pool.Close()
+	})
+}
+
+// startBackground starts serve's background work in one group tied to ctx:
+// the pool and lock-wait samplers, the idempotency key cleanup and the
+// outbox relay (or, without one, the outbox gauges). Each runs until ctx
+// ends; the caller waits for the group before closing the pools.
+func startBackground(ctx context.Context, cfg config, st *stores, tel *telemetry.Telemetry) (*errgroup.Group, error) {
+	outbox, err := outboxWork(cfg, st.db, tel)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var g errgroup.Group
+	g.Go(func() error { telemetry.ReportPoolStats(ctx, tel, "main", st.pool, 10*time.Second); return nil })
+	g.Go(func() error {
+		telemetry.ReportPoolStats(ctx, tel, "reports", st.reportsPool, 10*time.Second)
+		return nil
+	})
+	g.Go(func() error { telemetry.SampleLockWaits(ctx, tel, st.pool, time.Second); return nil })
+	g.Go(func() error { expireIdempotencyKeys(ctx, tel, st.db, cfg.IdempotencyCleanup); return nil })
+	g.Go(func() error { return outbox(ctx) })
+	return &g, nil
+}
 
-	handler := httpapi.NewServer(httpapi.Deps{
+// newHandler builds the HTTP API on the stores.
+func newHandler(cfg config, tel *telemetry.Telemetry, st *stores) http.Handler {
+	return httpapi.NewServer(httpapi.Deps{
 		Config: httpapi.Config{
 			MaxBodyBytes:           cfg.MaxBodyBytes,
 			MaxImportBytes:         cfg.MaxImportBytes,
@@ -120,12 +192,18 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 			ReportMaxLinesPerSec:   int(cfg.ReportsMaxLinesPerSec),
 		},
 		Telemetry: tel,
-		Products:  db,
-		Orders:    db,
-		Reports:   reports,
-		Users:     db,
-		DB:        db,
+		Products:  st.db,
+		Orders:    st.db,
+		Reports:   st.reports,
+		Users:     st.db,
+		DB:        st.db,
 	})
+}
+
+// serveHTTP listens on cfg.Addr and serves handler until ctx ends, then
+// shuts down gracefully: in-flight requests get cfg.ShutdownTimeout to
+// finish, and are cut after it.
+func serveHTTP(ctx context.Context, cfg config, log *zap.Logger, handler http.Handler) error {
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -152,15 +230,7 @@ func serve(ctx context.Context, cfg config, getenv func(string) string, stdout i
 		log.Warn("in-flight requests did not finish in time", zap.Error(err))
 		_ = srv.Close()
 	}
-	stopBG()
-	select { // the relay finishes its send in progress
-	case <-outboxDone:
-	case <-sctx.Done():
-		log.Warn("the outbox relay did not stop in time; its claimed confirmations come back after their lease")
-	}
-	reportsPool.Close()
-	pool.Close()
-	log.Info("stopped")
+	<-errc // Serve has returned http.ErrServerClosed
 	return nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/shoplab/shoplab/service/internal/pgtest"
 )
 
@@ -190,6 +192,21 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/health"); err == nil {
 		t.Error("still accepting after shutdown")
+	}
+	// run waited for the background work (samplers, cleanup, outbox) and
+	// then closed every pool: no session of the service is left.
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var left []string
+	if err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(application_name), '{}') FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("sessions still open after serve returned: %v", left)
 	}
 
 	// Without an agent the service logs no error and at most a few

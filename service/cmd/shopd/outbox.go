@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/shoplab/shoplab/service/mail"
 	"github.com/shoplab/shoplab/service/postgres"
@@ -25,30 +26,24 @@ func newRelay(cfg config, db *postgres.DB, tel *telemetry.Telemetry) (*relay.Rel
 	return relay.New(db, sender, tel, cfg.Relay)
 }
 
-// startOutbox runs what `serve` does for the outbox until ctx ends: a relay
-// when RELAY_ENABLED and SMTP_ADDR are set, otherwise only the outbox gauges
-// (so that mails owed and not sent still show). The channel closes when it
-// has stopped (a relay finishes the send in progress first).
-func startOutbox(ctx context.Context, cfg config, db *postgres.DB, tel *telemetry.Telemetry) (<-chan struct{}, error) {
-	done := make(chan struct{})
+// outboxWork returns what `serve` runs for the outbox until its context
+// ends: a relay when RELAY_ENABLED and SMTP_ADDR are set, otherwise only the
+// outbox gauges (so that mails owed and not sent still show). A relay
+// finishes the send in progress before it returns.
+func outboxWork(cfg config, db *postgres.DB, tel *telemetry.Telemetry) (func(context.Context) error, error) {
 	if cfg.RelayEnabled && cfg.Mail.Addr != "" {
 		r, err := newRelay(cfg, db, tel)
 		if err != nil {
 			return nil, err
 		}
-		go func() {
-			defer close(done)
-			_ = r.Run(ctx)
-		}()
-		return done, nil
+		return r.Run, nil
 	}
 	if cfg.RelayEnabled {
 		tel.Log.Warn("SMTP_ADDR is not set: order confirmations are kept in the outbox and not sent; set SMTP_ADDR (make run starts Mailpit) or run `shopd relay`")
 	} else {
 		tel.Log.Info("RELAY_ENABLED=false: this process sends no order confirmations; run `shopd relay`")
 	}
-	go func() {
-		defer close(done)
+	return func(ctx context.Context) error {
 		tick := time.NewTicker(cfg.Relay.StatsInterval)
 		defer tick.Stop()
 		for {
@@ -57,12 +52,11 @@ func startOutbox(ctx context.Context, cfg config, db *postgres.DB, tel *telemetr
 			}
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-tick.C:
 			}
 		}
-	}()
-	return done, nil
+	}, nil
 }
 
 // relayCommand is `shopd relay`: an outbox relay on its own, until
@@ -91,10 +85,11 @@ func relayCommand(ctx context.Context, cfg config, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	defer stop()
-	go telemetry.ReportPoolStats(bg, tel, "main", pool, 10*time.Second)
-	return r.Run(ctx)
+	// Both run until ctx ends; the pool closes after them.
+	var g errgroup.Group
+	g.Go(func() error { telemetry.ReportPoolStats(ctx, tel, "main", pool, 10*time.Second); return nil })
+	g.Go(func() error { return r.Run(ctx) })
+	return g.Wait()
 }
 
 // outbox is `shopd outbox status|requeue-dead [order-id...]`.
