@@ -1,6 +1,7 @@
 package ddquery
 
 import (
+	"context"
 	"errors"
 	"net"
 	"slices"
@@ -89,6 +90,7 @@ type Recorder struct {
 
 	mu      sync.Mutex
 	samples []Sample
+	changed chan struct{} // closed and replaced when samples arrive
 }
 
 // NewRecorder listens on a free UDP port of 127.0.0.1. It returns the
@@ -99,7 +101,7 @@ func NewRecorder() (*Recorder, error) {
 		return nil, err
 	}
 	_ = conn.SetReadBuffer(4 << 20)
-	r := &Recorder{conn: conn, done: make(chan struct{}), now: time.Now}
+	r := &Recorder{conn: conn, done: make(chan struct{}), now: time.Now, changed: make(chan struct{})}
 	go r.read()
 	return r, nil
 }
@@ -118,6 +120,8 @@ func (r *Recorder) read() {
 		ss := ParseDatagrams(r.now(), buf[:n])
 		r.mu.Lock()
 		r.samples = append(r.samples, ss...)
+		close(r.changed)
+		r.changed = make(chan struct{})
 		r.mu.Unlock()
 	}
 }
@@ -131,6 +135,25 @@ func (r *Recorder) Samples() []Sample {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.samples)
+}
+
+// Wait blocks until ok returns true for the samples received so far (it
+// is called again each time a packet arrives) and returns them, or
+// returns ctx's error with the samples received so far.
+func (r *Recorder) Wait(ctx context.Context, ok func([]Sample) bool) ([]Sample, error) {
+	for {
+		r.mu.Lock()
+		samples, changed := slices.Clone(r.samples), r.changed
+		r.mu.Unlock()
+		if ok(samples) {
+			return samples, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return samples, ctx.Err()
+		}
+	}
 }
 
 // Reset forgets the samples received so far.
