@@ -15,14 +15,14 @@ func TestParseDatagrams(t *testing.T) {
 	t.Parallel()
 	at := time.Unix(1700000000, 0)
 	got := ddquery.ParseDatagrams(at, []byte(
-		"shoplab.a:1|c|#x:1,y\n" +
-			"shoplab.b:2.5:3|d|@0.5|#route:/orders/{userId}|c:abc\n" +
-			"_e{1,1}:t|x\n" +
-			"_sc|check|0\n" +
-			"shoplab.c:7|g|#\n" +
-			"shoplab.s:user-1|s|#k:v\n" +
-			"shoplab.bad:x:4|c\n" +
-			"garbage\n" +
+		"shoplab.a:1|c|#x:1,y\n"+
+			"shoplab.b:2.5:3|d|@0.5|#route:/orders/{userId}|c:abc\n"+
+			"_e{1,1}:t|x\n"+
+			"_sc|check|0\n"+
+			"shoplab.c:7|g|#\n"+
+			"shoplab.s:user-1|s|#k:v\n"+
+			"shoplab.bad:x:4|c\n"+
+			"garbage\n"+
 			"notype:1\n"))
 	want := []ddquery.Sample{
 		{Time: at, Name: "shoplab.a", Type: "c", Value: 1, Rate: 1, Tags: []string{"x:1", "y"}},
