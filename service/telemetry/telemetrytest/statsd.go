@@ -1,12 +1,9 @@
 package telemetrytest
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +12,7 @@ import (
 	"github.com/DataDog/datadog-go/v5/statsd"
 
 	"github.com/shoplab/shoplab/service/telemetry"
+	"github.com/shoplab/shoplab/service/telemetry/ddquery"
 )
 
 // WaitTimeout is how long WaitFor and WaitForMatch poll before failing.
@@ -66,11 +64,9 @@ func (m Metric) String() string {
 // the service's client options (including client-side aggregation, which
 // buffers samples for up to 2s: Flush, or use WaitFor which flushes).
 type StatsdCapture struct {
-	conn *net.UDPConn
-	done chan struct{}
+	rec *ddquery.Recorder
 
 	mu      sync.Mutex
-	metrics []Metric
 	clients []statsd.ClientInterface
 }
 
@@ -78,40 +74,20 @@ type StatsdCapture struct {
 // t.Cleanup.
 func NewStatsdCapture(t testing.TB) *StatsdCapture {
 	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	rec, err := ddquery.NewRecorder()
 	if err != nil {
 		t.Fatalf("telemetrytest: listen udp: %v", err)
 	}
-	_ = conn.SetReadBuffer(4 << 20)
-	c := &StatsdCapture{conn: conn, done: make(chan struct{})}
-	go c.read()
-	t.Cleanup(func() {
-		_ = conn.Close()
-		<-c.done
-	})
-	return c
+	t.Cleanup(func() { _ = rec.Close() })
+	return &StatsdCapture{rec: rec}
 }
 
-func (c *StatsdCapture) read() {
-	defer close(c.done)
-	buf := make([]byte, 65536)
-	for {
-		n, _, err := c.conn.ReadFromUDP(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		ms := ParseDatagram(buf[:n])
-		c.mu.Lock()
-		c.metrics = append(c.metrics, ms...)
-		c.mu.Unlock()
-	}
-}
+// Recorder is the capture's ddquery.Recorder, whose timestamped samples
+// ddquery evaluates Datadog queries and monitors over.
+func (c *StatsdCapture) Recorder() *ddquery.Recorder { return c.rec }
 
 // Addr is the capture's "127.0.0.1:port" address.
-func (c *StatsdCapture) Addr() string { return c.conn.LocalAddr().String() }
+func (c *StatsdCapture) Addr() string { return c.rec.Addr() }
 
 // Client returns a real datadog-go client sending to the capture, built by
 // telemetry.NewStatsdClient (namespace "shoplab.", tags env:test,
@@ -146,18 +122,10 @@ func (c *StatsdCapture) Flush() {
 }
 
 // Metrics returns a copy of every sample received so far, in arrival order.
-func (c *StatsdCapture) Metrics() []Metric {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.metrics)
-}
+func (c *StatsdCapture) Metrics() []Metric { return metrics(c.rec.Samples()) }
 
 // Reset forgets the samples received so far.
-func (c *StatsdCapture) Reset() {
-	c.mu.Lock()
-	c.metrics = nil
-	c.mu.Unlock()
-}
+func (c *StatsdCapture) Reset() { c.rec.Reset() }
 
 // Find returns the samples named name (with or without the "shoplab."
 // namespace) that carry all of tags, in arrival order. It does not flush.
@@ -245,43 +213,16 @@ func nameMatches(got, want string) bool {
 // ParseDatagram parses a DogStatsD datagram: metric lines separated by "\n",
 // each "name:value[:value...]|type[|@rate][|#tag,tag][|...]". A line with
 // several values (as client-side aggregation packs distributions) yields one
-// Metric per value. Events and service checks are skipped.
+// Metric per value. Events and service checks are skipped. It is
+// ddquery.ParseDatagrams without the arrival time.
 func ParseDatagram(p []byte) []Metric {
-	var out []Metric
-	for _, line := range strings.Split(string(p), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "_e{") || strings.HasPrefix(line, "_sc|") {
-			continue
-		}
-		name, rest, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		parts := strings.Split(rest, "|")
-		if len(parts) < 2 {
-			continue
-		}
-		m := Metric{Name: name, Type: parts[1], Rate: 1}
-		for _, f := range parts[2:] {
-			switch {
-			case strings.HasPrefix(f, "@"):
-				if r, err := strconv.ParseFloat(f[1:], 64); err == nil {
-					m.Rate = r
-				}
-			case strings.HasPrefix(f, "#"):
-				if f != "#" {
-					m.Tags = strings.Split(f[1:], ",")
-				}
-			}
-		}
-		for _, v := range strings.Split(parts[0], ":") {
-			mv := m
-			mv.Tags = slices.Clone(m.Tags)
-			if m.Type != "s" {
-				mv.Value, _ = strconv.ParseFloat(v, 64)
-			}
-			out = append(out, mv)
-		}
+	return metrics(ddquery.ParseDatagrams(time.Time{}, p))
+}
+
+func metrics(samples []ddquery.Sample) []Metric {
+	out := make([]Metric, len(samples))
+	for i, s := range samples {
+		out[i] = Metric{Name: s.Name, Value: s.Value, Type: s.Type, Rate: s.Rate, Tags: s.Tags}
 	}
 	return out
 }
