@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt lint-migrations clean bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports
+.PHONY: build run test vet fmt config-docs lint-migrations clean bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -36,6 +36,10 @@ lint-migrations:
 
 fmt:
 	gofmt -l -w service migrations bench
+
+## config-docs: rewrite README.md's configuration tables from service/cmd/shopd/config.go
+config-docs:
+	$(GO) test -count=1 -run '^TestREADMEConfig$$' ./service/cmd/shopd/ -update
 
 ## bench-orders: GET /orders for the heavy user vs a query-per-order loop
 bench-orders:

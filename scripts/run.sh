@@ -2,9 +2,10 @@
 # make run: find a database, prepare it, and serve shoplab on :3000.
 #   1. DATABASE_URL, when set;
 #   2. else a Docker engine: `docker compose up -d postgres`;
-#   3. else the local PostgreSQL through the standard PG* variables
-#      (defaults: 127.0.0.1:5432, user postgres, database shoplab),
-#      started with pg_ctlcluster when it is installed but down.
+#   3. else shopd's default DATABASE_URL (`bin/shopd config DATABASE_URL`:
+#      the local PostgreSQL, database shoplab), the one every shopd command
+#      uses without DATABASE_URL; started with pg_ctlcluster when it is
+#      installed but down.
 # Then `shopd setup` creates the database if missing, migrates it and seeds
 # it when empty, and `shopd serve` takes over.
 # Mail: when SMTP_ADDR is unset, Mailpit (a mail catcher with a web UI) is
@@ -21,18 +22,20 @@ elif docker info >/dev/null 2>&1; then
   echo "run: Docker engine found; starting Postgres with docker compose"
   docker compose up -d --wait postgres
   export DATABASE_URL="postgres://shoplab:shoplab@127.0.0.1:${SHOPLAB_PG_PORT:-5433}/shoplab?sslmode=disable"
+  echo "run: other bin/shopd commands reach this database with: export DATABASE_URL='$DATABASE_URL'"
 else
-  export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres} PGDATABASE=${PGDATABASE:-shoplab}
-  if ! pg_isready -q -h "$PGHOST" -p "$PGPORT" 2>/dev/null; then
-    if command -v pg_ctlcluster >/dev/null && [[ "$PGHOST" == 127.0.0.1 || "$PGHOST" == localhost ]]; then
+  # shopd's default DATABASE_URL: the database every bin/shopd command uses
+  # when DATABASE_URL is unset, so that they all agree with make run.
+  url=$("$BIN" config DATABASE_URL)
+  if ! pg_isready -q -d "$url" 2>/dev/null; then
+    if command -v pg_ctlcluster >/dev/null && [[ "$url" =~ @(127\.0\.0\.1|localhost)[:/] ]]; then
       echo "run: local PostgreSQL is down; starting it"
       pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start
-      for _ in $(seq 30); do pg_isready -q -h "$PGHOST" -p "$PGPORT" && break; sleep 1; done
+      for _ in $(seq 30); do pg_isready -q -d "$url" && break; sleep 1; done
     fi
   fi
-  pg_isready -q -h "$PGHOST" -p "$PGPORT" || { echo "run: no database: set DATABASE_URL, start a Docker engine, or start PostgreSQL on $PGHOST:$PGPORT" >&2; exit 1; }
-  echo "run: using local PostgreSQL $PGUSER@$PGHOST:$PGPORT/$PGDATABASE"
-  export DATABASE_URL=""
+  pg_isready -q -d "$url" || { echo "run: no database: set DATABASE_URL, start a Docker engine, or start PostgreSQL for $url" >&2; exit 1; }
+  echo "run: using shopd's default DATABASE_URL, $url"
 fi
 
 "$BIN" setup

@@ -13,94 +13,100 @@ import (
 	"github.com/shoplab/shoplab/service/telemetry"
 )
 
-// Config holds the edge's limits.
+// Config holds the edge's limits. A zero field takes DefaultConfig's value
+// (NewServer fills them), except AdminToken and ReportMaxLinesPerSec, whose
+// zero values mean "open" and "unpaced".
 type Config struct {
-	// MaxBodyBytes bounds ordinary JSON bodies (default 1 MiB).
+	// MaxBodyBytes bounds ordinary JSON bodies.
 	MaxBodyBytes int64
-	// MaxImportBytes bounds POST /admin/products/import bodies (default 50 MiB, the original's limit).
+	// MaxImportBytes bounds POST /admin/products/import bodies.
 	MaxImportBytes int64
-	// MaxImportRows bounds the rows of one import (default 100,000).
+	// MaxImportRows bounds the rows of one import.
 	MaxImportRows int
 	// ImportProgressRows is how often, in rows, an import logs its
-	// progress (default 10,000).
+	// progress.
 	ImportProgressRows int
 	// AdminToken, when set, is the bearer token that every /admin/* route
 	// requires; empty leaves them open.
 	AdminToken string
-	// DefaultOrderLimit is the page size of GET /orders/{userId} without ?limit= (default 500).
+	// DefaultOrderLimit is the page size of GET /orders/{userId} without ?limit=.
 	DefaultOrderLimit int
-	// MaxOrderLimit bounds ?limit= of GET /orders/{userId} (default 1000).
+	// MaxOrderLimit bounds ?limit= of GET /orders/{userId}.
 	MaxOrderLimit int
-	// ReadyTimeout bounds the database check of GET /ready (default 2s).
+	// ReadyTimeout bounds the database check of GET /ready.
 	ReadyTimeout time.Duration
 	// ProductsV1DeprecatedAt is when POST /products (v1) was deprecated:
-	// its Deprecation header (default 2026-12-01T00:00:00Z).
+	// its Deprecation header.
 	ProductsV1DeprecatedAt time.Time
 	// ProductsV1Sunset is v1's Sunset header and the moment from which v1
-	// requires a description, as v2 does (default 2027-06-01T00:00:00Z).
+	// requires a description, as v2 does.
 	ProductsV1Sunset time.Time
 	// ReportsMaxConcurrent is how many reports (JSON summaries and
-	// downloads together) may run at once; beyond it, 429 (default 3).
+	// downloads together) may run at once; beyond it, 429.
 	// Keep it at most the report store's pool size, so that an admitted
 	// report never waits for a connection.
 	ReportsMaxConcurrent int
-	// ReportRetryAfter is the Retry-After of a 429 report (default 2s).
+	// ReportRetryAfter is the Retry-After of a 429 report.
 	ReportRetryAfter time.Duration
 	// ReportMaxLinesPerSec paces every download to at most this many order
 	// lines per second (0: as fast as the database and client go). Pacing
 	// bounds the CPU one report takes from the service and the database.
 	ReportMaxLinesPerSec int
 	// ReportMaxDuration bounds a report from admission to its last byte,
-	// including a client that reads slowly (default 5m).
+	// including a client that reads slowly.
 	ReportMaxDuration time.Duration
 }
 
-// The default deprecation and sunset of POST /products (v1): deprecated
-// with this release, description-optional for six months more
-// (docs/api-evolution.md).
-var (
-	defaultProductsV1DeprecatedAt = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	defaultProductsV1Sunset       = time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)
-)
+// DefaultConfig is the edge's default limits, the one place they are
+// written (shopd starts its configuration from it).
+func DefaultConfig() Config {
+	return Config{
+		MaxBodyBytes:       1 << 20,
+		MaxImportBytes:     50 << 20, // the original's limit
+		MaxImportRows:      100_000,
+		ImportProgressRows: 10_000,
+		DefaultOrderLimit:  500,
+		MaxOrderLimit:      1000,
+		ReadyTimeout:       2 * time.Second,
+		// v1 is deprecated with this release and description-optional for
+		// six months more (docs/api-evolution.md).
+		ProductsV1DeprecatedAt: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
+		ProductsV1Sunset:       time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC),
+		ReportsMaxConcurrent:   3,
+		ReportRetryAfter:       2 * time.Second,
+		ReportMaxDuration:      5 * time.Minute,
+		// ReportMaxLinesPerSec 0: unpaced.
+	}
+}
 
+// withDefaults fills c's zero (or negative) limits from DefaultConfig.
 func (c Config) withDefaults() Config {
-	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = 1 << 20
+	d := DefaultConfig()
+	fillTime := func(v *time.Time, def time.Time) {
+		if v.IsZero() {
+			*v = def
+		}
 	}
-	if c.MaxImportBytes <= 0 {
-		c.MaxImportBytes = 50 << 20
-	}
-	if c.MaxImportRows <= 0 {
-		c.MaxImportRows = 100_000
-	}
-	if c.ImportProgressRows <= 0 {
-		c.ImportProgressRows = 10_000
-	}
-	if c.DefaultOrderLimit <= 0 {
-		c.DefaultOrderLimit = 500
-	}
-	if c.MaxOrderLimit <= 0 {
-		c.MaxOrderLimit = 1000
-	}
-	if c.ReadyTimeout <= 0 {
-		c.ReadyTimeout = 2 * time.Second
-	}
-	if c.ProductsV1DeprecatedAt.IsZero() {
-		c.ProductsV1DeprecatedAt = defaultProductsV1DeprecatedAt
-	}
-	if c.ProductsV1Sunset.IsZero() {
-		c.ProductsV1Sunset = defaultProductsV1Sunset
-	}
-	if c.ReportsMaxConcurrent <= 0 {
-		c.ReportsMaxConcurrent = 3
-	}
-	if c.ReportRetryAfter <= 0 {
-		c.ReportRetryAfter = 2 * time.Second
-	}
-	if c.ReportMaxDuration <= 0 {
-		c.ReportMaxDuration = 5 * time.Minute
-	}
+	fill(&c.MaxBodyBytes, d.MaxBodyBytes)
+	fill(&c.MaxImportBytes, d.MaxImportBytes)
+	fill(&c.MaxImportRows, d.MaxImportRows)
+	fill(&c.ImportProgressRows, d.ImportProgressRows)
+	fill(&c.DefaultOrderLimit, d.DefaultOrderLimit)
+	fill(&c.MaxOrderLimit, d.MaxOrderLimit)
+	fill(&c.ReadyTimeout, d.ReadyTimeout)
+	fillTime(&c.ProductsV1DeprecatedAt, d.ProductsV1DeprecatedAt)
+	fillTime(&c.ProductsV1Sunset, d.ProductsV1Sunset)
+	fill(&c.ReportsMaxConcurrent, d.ReportsMaxConcurrent)
+	fill(&c.ReportRetryAfter, d.ReportRetryAfter)
+	fill(&c.ReportMaxDuration, d.ReportMaxDuration)
 	return c
+}
+
+// fill sets a zero or negative *v to def.
+func fill[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // Deps are what the server needs. Stores are interfaces of package shop;

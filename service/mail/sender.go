@@ -34,13 +34,24 @@ type Config struct {
 	// From is the sender, e.g. `shoplab <orders@shoplab.local>` (MAIL_FROM).
 	// Its domain is the domain of the Message-IDs.
 	From string
-	// TLS is one of the TLS* modes (SMTP_TLS); empty means TLSAuto.
+	// TLS is one of the TLS* modes (SMTP_TLS); empty means DefaultConfig's.
 	TLS string
 	// Timeout bounds one send: connect, session and the message (SMTP_TIMEOUT).
 	Timeout time.Duration
 	// TLSConfig, when set, is used for TLS (tests set RootCAs); otherwise the
 	// system roots verify the server named by Addr.
 	TLSConfig *tls.Config
+}
+
+// DefaultConfig is the configuration shoplab starts from: no server (Addr
+// empty: nothing is sent), the shop's sender address, TLSAuto and a 30 s
+// send timeout. NewSender takes TLS and Timeout from it when they are zero.
+func DefaultConfig() Config {
+	return Config{
+		From:    "shoplab <orders@shoplab.local>",
+		TLS:     TLSAuto,
+		Timeout: 30 * time.Second,
+	}
 }
 
 // Sender sends order confirmations over SMTP (net/smtp), one connection per
@@ -65,15 +76,16 @@ func NewSender(cfg Config) (*Sender, error) {
 	if err != nil {
 		return nil, shop.Errorf(shop.EINVALID, "MAIL_FROM=%q is not a mail address", cfg.From)
 	}
+	def := DefaultConfig()
 	switch cfg.TLS {
 	case "":
-		cfg.TLS = TLSAuto
+		cfg.TLS = def.TLS
 	case TLSAuto, TLSStartTLS, TLSImplicit, TLSNone:
 	default:
 		return nil, shop.Errorf(shop.EINVALID, "SMTP_TLS=%q must be auto, starttls, tls or none", cfg.TLS)
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Second
+		cfg.Timeout = def.Timeout
 	}
 	hello, err := os.Hostname()
 	if err != nil || hello == "" {

@@ -51,6 +51,7 @@ const (
 	DefaultCheckoutLockTimeout      = 2 * time.Second
 	DefaultCheckoutStatementTimeout = 5 * time.Second
 	DefaultIdempotencyTTL           = 24 * time.Hour
+	DefaultSearchStatementTimeout   = 2 * time.Second
 )
 
 // New returns a DB on pool with the default timeouts and key expiry.
@@ -63,7 +64,7 @@ func New(pool *pgxpool.Pool) *DB {
 			Statement: DefaultCheckoutStatementTimeout,
 		},
 		IdempotencyTTL: DefaultIdempotencyTTL,
-		SearchTimeouts: Timeouts{Statement: 2 * time.Second},
+		SearchTimeouts: Timeouts{Statement: DefaultSearchStatementTimeout},
 	}
 }
 

@@ -16,9 +16,14 @@ import (
 // customers, merchants and orders.customer_id, and `shopd verify
 // users-split` compares old and new before the contract step.
 
+// DefaultBackfillBatch is the rows per batch of a backfill whose
+// BackfillOptions.BatchSize is zero.
+const DefaultBackfillBatch = 1000
+
 // BackfillOptions tune a backfill run.
 type BackfillOptions struct {
-	// BatchSize is the number of rows per batch and transaction (default 1000).
+	// BatchSize is the number of rows per batch and transaction (default
+	// DefaultBackfillBatch).
 	BatchSize int
 	// Pause is the throttle: a sleep after each batch, which leaves the
 	// database to the service (default none).
@@ -98,7 +103,7 @@ var backfillTimeouts = Timeouts{Lock: 5 * time.Second, Statement: time.Minute}
 // step), EUNAVAILABLE, EINTERNAL.
 func (db *DB) BackfillUsersSplit(ctx context.Context, opt BackfillOptions) (BackfillStats, error) {
 	if opt.BatchSize <= 0 {
-		opt.BatchSize = 1000
+		opt.BatchSize = DefaultBackfillBatch
 	}
 	if opt.Out == nil {
 		opt.Out = io.Discard

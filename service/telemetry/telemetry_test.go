@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/DataDog/dd-trace-go/v2/ddtrace/tracer"
 	"go.uber.org/zap/zapcore"
@@ -17,78 +16,6 @@ import (
 	"github.com/shoplab/shoplab/service/telemetry"
 	"github.com/shoplab/shoplab/service/telemetry/telemetrytest"
 )
-
-func env(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
-}
-
-func TestConfigFromEnv(t *testing.T) {
-	t.Parallel()
-	t.Run("Defaults", func(t *testing.T) {
-		cfg, err := telemetry.ConfigFromEnv(env(nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cfg != telemetry.DefaultConfig() {
-			t.Errorf("got %+v, want the defaults", cfg)
-		}
-		if cfg.Service != "shoplab" || cfg.Env != "local" || cfg.Version != "dev" || !cfg.TraceEnabled ||
-			cfg.AgentHost != "localhost" || cfg.TraceAgentPort != "8126" || cfg.DogStatsdAddr != "localhost:8125" ||
-			cfg.LogLevel != "info" || cfg.SlowQuery != 200*time.Millisecond || cfg.AppName != "shoplab" {
-			t.Errorf("defaults: %+v", cfg)
-		}
-	})
-	t.Run("Set", func(t *testing.T) {
-		cfg, err := telemetry.ConfigFromEnv(env(map[string]string{
-			"DD_SERVICE": "shop", "DD_ENV": "prod", "DD_VERSION": "1.2.3", "DD_TRACE_ENABLED": "false",
-			"DD_AGENT_HOST": "agent", "DD_TRACE_AGENT_PORT": "9126", "DD_DOGSTATSD_PORT": "9125",
-			"LOG_LEVEL": "DEBUG", "SLOW_QUERY_THRESHOLD": "1s", "PGAPPNAME": "shopd",
-			"DD_RUNTIME_METRICS_ENABLED": "0", "LOG_SAMPLE_FIRST": "0",
-		}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := telemetry.Config{
-			Service: "shop", Env: "prod", Version: "1.2.3", TraceEnabled: false, RuntimeMetrics: false,
-			AgentHost: "agent", TraceAgentPort: "9126", DogStatsdAddr: "agent:9125", LogLevel: "debug",
-			LogSampleFirst: 0, LogSampleThereafter: 100, SlowQuery: time.Second, AppName: "shopd",
-		}
-		if cfg != want {
-			t.Errorf("got %+v\nwant %+v", cfg, want)
-		}
-	})
-	t.Run("DogStatsdURL", func(t *testing.T) {
-		for in, want := range map[string]string{
-			"unix:///var/run/datadog/dsd.socket": "unix:///var/run/datadog/dsd.socket",
-			"udp://dd-agent:8125":                "dd-agent:8125",
-		} {
-			cfg, err := telemetry.ConfigFromEnv(env(map[string]string{"DD_DOGSTATSD_URL": in, "DD_AGENT_HOST": "x"}))
-			if err != nil || cfg.DogStatsdAddr != want {
-				t.Errorf("%s: got %q, %v; want %q", in, cfg.DogStatsdAddr, err, want)
-			}
-		}
-	})
-	t.Run("SlowQueryMillis", func(t *testing.T) {
-		cfg, err := telemetry.ConfigFromEnv(env(map[string]string{"SLOW_QUERY_THRESHOLD": "50"}))
-		if err != nil || cfg.SlowQuery != 50*time.Millisecond {
-			t.Errorf("got %v, %v", cfg.SlowQuery, err)
-		}
-	})
-	t.Run("Invalid", func(t *testing.T) {
-		_, err := telemetry.ConfigFromEnv(env(map[string]string{
-			"DD_TRACE_ENABLED": "maybe", "DD_TRACE_AGENT_PORT": "http", "LOG_LEVEL": "loud",
-			"SLOW_QUERY_THRESHOLD": "soon", "DD_DOGSTATSD_URL": "tcp://x:1",
-		}))
-		if err == nil {
-			t.Fatal("want an error")
-		}
-		for _, name := range []string{"DD_TRACE_ENABLED", "DD_TRACE_AGENT_PORT", "LOG_LEVEL", "SLOW_QUERY_THRESHOLD", "DD_DOGSTATSD_URL"} {
-			if !strings.Contains(err.Error(), name) {
-				t.Errorf("error does not name %s: %v", name, err)
-			}
-		}
-	})
-}
 
 // syncBuffer is a bytes.Buffer safe for the tracer's goroutines.
 type syncBuffer struct {

@@ -52,15 +52,11 @@ func openReportsPool(ctx context.Context, cfg config, tel *telemetry.Telemetry) 
 // serve is `shopd serve`: open the stores, start the background work,
 // serve HTTP until ctx ends; then stop serving, stop the background work
 // and wait for it, and only then close the pools.
-func serve(ctx context.Context, cfg config, getenv func(string) string, stdout io.Writer) error {
+func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if cfg.AdminToken == "" && cfg.production() {
 		return errors.New("ADMIN_TOKEN is not set: refusing to serve the admin endpoints unauthenticated with APP_ENV=production")
 	}
-	tcfg, err := telemetry.ConfigFromEnv(getenv)
-	if err != nil {
-		return err
-	}
-	tel, err := telemetry.New(tcfg, stdout)
+	tel, err := telemetry.New(cfg.Telemetry, stdout)
 	if err != nil {
 		return err
 	}
@@ -185,8 +181,8 @@ func newHandler(cfg config, tel *telemetry.Telemetry, st *stores) http.Handler {
 			MaxImportRows:          int(cfg.MaxImportRows),
 			ImportProgressRows:     int(cfg.ImportProgressRows),
 			AdminToken:             cfg.AdminToken,
-			ProductsV1DeprecatedAt: cfg.ProductsV1DeprecatedAt,
-			ProductsV1Sunset:       cfg.ProductsV1Sunset,
+			ProductsV1DeprecatedAt: cfg.ProductsV1DeprecatedAt.Time,
+			ProductsV1Sunset:       cfg.ProductsV1Sunset.Time,
 			ReportsMaxConcurrent:   cfg.ReportsMaxConcurrent,
 			ReportMaxDuration:      cfg.ReportsMaxDuration,
 			ReportMaxLinesPerSec:   int(cfg.ReportsMaxLinesPerSec),

@@ -5,7 +5,7 @@
 // demo dataset, `shopd setup` does what a fresh machine needs (create
 // the database, migrate, seed when empty), and `shopd backfill|verify
 // users-split` carry out the users split (docs/schema-split.md).
-// Configuration comes from the environment; see the README.
+// Configuration comes from the environment: `shopd help config` lists it.
 package main
 
 import (
@@ -47,8 +47,11 @@ commands:
   outbox status         count pending and dead confirmations, age of the oldest
   outbox requeue-dead [order-id...]
                         give dead confirmations (all, or those orders') new attempts
+  config NAME...        print the value shopd uses for each variable (set or default)
+  help config [-markdown]
+                        list every environment variable with its default and meaning
 
-configuration: environment variables, see README.md`
+configuration: environment variables; shopd help config lists them (so does README.md)`
 
 // run is the whole program; main only calls it. It owns config, signals
 // (through ctx) and shutdown, and keeps no package-level state, so tests
@@ -58,13 +61,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, usage)
 		return fmt.Errorf("no command given")
 	}
+	switch args[1] {
+	case "help", "-h", "--help":
+		if len(args) > 2 && args[2] == "config" {
+			return helpConfig(args[3:], stdout, stderr)
+		}
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
 	switch args[1] {
 	case "serve":
-		return serve(ctx, cfg, getenv, stdout)
+		return serve(ctx, cfg, stdout)
 	case "migrate":
 		if len(args) < 3 {
 			return fmt.Errorf("migrate needs up, down or status")
@@ -83,12 +94,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "setup":
 		return setup(ctx, cfg, stdout)
 	case "relay":
-		return relayCommand(ctx, cfg, getenv, stdout)
+		return relayCommand(ctx, cfg, stdout)
 	case "outbox":
 		return outbox(ctx, cfg, args[2:], stdout)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, usage)
-		return nil
+	case "config":
+		return printConfig(cfg, args[2:], stdout)
 	}
 	fmt.Fprintln(stderr, usage)
 	return fmt.Errorf("unknown command %q", args[1])

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/shoplab/shoplab/service/httpapi"
 	"github.com/shoplab/shoplab/service/internal/pgtest"
 )
 
@@ -246,7 +247,7 @@ func TestConfig(t *testing.T) {
 	if err != nil || c.Addr != ":3000" || c.CheckoutAcquireTimeout != time.Second || c.CheckoutLockTimeout != 2*time.Second ||
 		c.CheckoutStatementTimeout != 5*time.Second || c.IdempotencyKeyTTL != 24*time.Hour ||
 		c.MaxImportRows < 100_000 || c.AdminToken != "" || c.production() ||
-		c.SearchStatementTimeout != 2*time.Second || !c.ProductsV1Sunset.IsZero() {
+		c.SearchStatementTimeout != 2*time.Second || !c.ProductsV1Sunset.Equal(httpapi.DefaultConfig().ProductsV1Sunset) {
 		t.Errorf("defaults: %+v %v", c, err)
 	}
 	env := map[string]string{"CHECKOUT_ACQUIRE_TIMEOUT": "250ms", "CHECKOUT_LOCK_TIMEOUT": "500ms", "CHECKOUT_STATEMENT_TIMEOUT": "3s",

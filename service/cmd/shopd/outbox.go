@@ -61,14 +61,11 @@ func outboxWork(cfg config, db *postgres.DB, tel *telemetry.Telemetry) (func(con
 
 // relayCommand is `shopd relay`: an outbox relay on its own, until
 // SIGTERM/SIGINT.
-func relayCommand(ctx context.Context, cfg config, getenv func(string) string, stdout io.Writer) error {
+func relayCommand(ctx context.Context, cfg config, stdout io.Writer) error {
 	if cfg.Mail.Addr == "" {
 		return fmt.Errorf("relay: SMTP_ADDR is not set")
 	}
-	tcfg, err := telemetry.ConfigFromEnv(getenv)
-	if err != nil {
-		return err
-	}
+	tcfg := cfg.Telemetry
 	cfg.AppName += ".relay" // its sessions, apart in pg_stat_activity
 	tcfg.AppName = cfg.AppName
 	tel, err := telemetry.New(tcfg, stdout)
