@@ -61,10 +61,11 @@ func (b *baselines) lockWait(name string, dur time.Duration, ok bool, now time.T
 	return wait, base
 }
 
-// lockWaitsSQL lists the sessions of one application waiting for a heavyweight
-// lock, with how long they have waited: from pg_locks.waitstart (PostgreSQL
-// 14+, set when the wait begins), falling back to the state change of the
-// session for the brief moment before waitstart is filled in.
+// lockWaitsSQL lists the sessions of one application on the current database
+// waiting for a heavyweight lock, with how long they have waited: from
+// pg_locks.waitstart (PostgreSQL 14+, set when the wait begins), falling back
+// to the state change of the session for the brief moment before waitstart is
+// filled in.
 const lockWaitsSQL = `-- name: telemetry.lock_waits
 SELECT coalesce(a.wait_event, '') AS wait_event,
        left(coalesce(a.query, ''), 256) AS query,
@@ -74,12 +75,14 @@ LEFT JOIN LATERAL (
     SELECT min(waitstart) AS waitstart FROM pg_locks WHERE pid = a.pid AND NOT granted
 ) l ON true
 WHERE a.application_name = $1
+  AND a.datname = current_database()
   AND a.wait_event_type = 'Lock'
   AND a.pid <> pg_backend_pid()`
 
 // SampleLockWaits samples, every interval until ctx is done, the sessions of
-// the service (application_name = t.Config.AppName, on the server and
-// database pool connects to) that are waiting for a lock, and emits
+// the service (application_name = t.Config.AppName, connected to the
+// database pool connects to: sessions of the same name on other databases of
+// the server are not counted) that are waiting for a lock, and emits
 // MetricDBLocksWaiting (gauge: how many) and, per waiting session,
 // MetricDBLockWaitSampled (distribution: ms waited so far, from
 // pg_locks.waitstart) tagged wait_event:<relation|tuple|transactionid|...> and

@@ -42,7 +42,13 @@ const acquireSpanThreshold = time.Millisecond
 //
 // Durations are measured from the start of the call to its end as pgx reports
 // it: for Query that is when the rows are closed, so it includes the time the
-// caller spends iterating the rows.
+// caller spends iterating the rows. A statement of a batch is timed from
+// when pgx started reading its result; Postgres sends a pipelined batch's
+// results only once it has run the whole batch, so the wait for them (the
+// round trip, lock waits included) is charged to the batch's lock-flagged
+// statement (the last one, when several), or to a statement that failed
+// before it, instead of to the first statement read; the other statements
+// of such a batch record ~0 (see batchTiming).
 //
 // Lock wait estimate. Postgres does not report how long a statement waited for
 // locks, so for a " lock" statement the tracer subtracts a baseline from its
@@ -95,8 +101,41 @@ type queryState struct {
 	start time.Time
 	span  *tracer.Span
 	pid   uint32
-	// locks names the lock-flagged statements of a batch.
-	locks []string
+	// batch is the attribution state of a pipelined batch (nil otherwise).
+	batch *batchTiming
+}
+
+// batchTiming charges the wait for a pipelined batch's results to the
+// statement that can wait. pgx sends a batch as one pipeline ended by a
+// single Sync, and Postgres sends the results only when it has run every
+// statement up to it: the first result read waits for the whole batch (the
+// round trip plus the server's time for all its statements, lock waits
+// included), and the results after it are already there. When the batch
+// has statements flagged " lock", that first wait is held back from the
+// first statement read and charged to the last lock-flagged one, or to an
+// earlier statement that failed (Postgres ran nothing after it).
+type batchTiming struct {
+	lockName string        // the last lock-flagged statement; "" when none
+	reads    int           // statements read so far
+	held     time.Duration // the first read's wait, not charged yet
+}
+
+// charge returns the duration and start to record for a statement of the
+// batch named name, read from start for dur, that failed or not.
+func (b *batchTiming) charge(name string, start time.Time, dur time.Duration, failed bool) (time.Time, time.Duration) {
+	first := b.reads == 0
+	b.reads++
+	switch {
+	case b.lockName == "":
+	case first && name != b.lockName && !failed:
+		// Its own share cannot be told apart from the batch's: ~0.
+		b.held = dur
+		return start.Add(dur), 0
+	case b.held > 0 && (name == b.lockName || failed):
+		start, dur = start.Add(-b.held), dur+b.held
+		b.held = 0
+	}
+	return start, dur
 }
 
 func connPID(conn *pgx.Conn) uint32 {
@@ -144,12 +183,12 @@ func (q *QueryTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.T
 
 // TraceBatchStart implements pgx.BatchTracer.
 func (q *QueryTracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
-	st := &queryState{info: QueryInfo{Name: "batch"}, start: time.Now(), pid: connPID(conn)}
+	st := &queryState{info: QueryInfo{Name: "batch"}, start: time.Now(), pid: connPID(conn), batch: &batchTiming{}}
 	st.span, ctx = q.startSpan(ctx, SpanBatch, "batch", st.pid, st.start)
 	if data.Batch != nil {
 		for _, qq := range data.Batch.QueuedQueries {
 			if info := ParseQueryName(qq.SQL); info.Lock {
-				st.locks = append(st.locks, info.Name)
+				st.batch.lockName = info.Name
 			}
 		}
 		if st.span != nil {
@@ -160,43 +199,37 @@ func (q *QueryTracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, data 
 }
 
 // TraceBatchQuery implements pgx.BatchTracer: each statement of a batch gets
-// its own span, metrics and slow-query line, timed from when pgx started
-// reading its result. Postgres answers a pipelined batch only when it has
-// run all of it, so the first statement read absorbs the batch's time, and
-// a statement's own lock wait cannot be told apart: TraceBatchEnd records
-// the lock wait of the batch's lock-flagged statements instead.
+// its own span, metrics (MetricDBLockWait too when it is flagged " lock")
+// and slow-query line, timed from when pgx started reading its result, with
+// the wait for the batch's results charged as batchTiming says: to the
+// batch's lock statement, when it has one, instead of to the first
+// statement read (a tx.begin in front of it).
 func (q *QueryTracer) TraceBatchQuery(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchQueryData) {
+	now := time.Now()
 	start := data.ReadStartTime
 	if start.IsZero() {
-		start = time.Now()
+		start = now
 	}
-	st := &queryState{info: ParseQueryName(data.SQL), start: start, pid: connPID(conn)}
-	st.info.Lock = false // recorded for the whole batch in TraceBatchEnd
+	dur := now.Sub(start)
+	info := ParseQueryName(data.SQL)
+	if b, ok := ctx.Value(batchCtxKey{}).(*queryState); ok && b.batch != nil {
+		start, dur = b.batch.charge(info.Name, start, dur, data.Err != nil)
+	}
+	st := &queryState{info: info, start: start, pid: connPID(conn)}
 	st.span, ctx = q.startSpan(ctx, SpanBatchQuery, st.info.Name, st.pid, st.start)
-	q.finish(ctx, st, time.Since(start), data.CommandTag, data.Err)
+	if st.span != nil && st.info.Lock {
+		st.span.SetTag("db.lock", true)
+	}
+	q.finish(ctx, st, dur, data.CommandTag, data.Err)
 }
 
-// TraceBatchEnd implements pgx.BatchTracer. For each lock-flagged statement
-// of the batch it records MetricDBLockWait from the batch's duration against
-// the baseline of uncontended batches that ran it, and tags the batch span
-// with db.lock_wait_ms and the statement's name.
+// TraceBatchEnd implements pgx.BatchTracer: it finishes the batch span.
 func (q *QueryTracer) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchEndData) {
 	st, ok := ctx.Value(batchCtxKey{}).(*queryState)
 	if !ok {
 		return
 	}
-	dur := time.Since(st.start)
-	outcome := QueryOutcome(ctx, data.Err)
-	for _, name := range st.locks {
-		wait, base := q.baselines.lockWait(name, dur, outcome == OutcomeOK, st.start)
-		_ = q.t.Metrics.Distribution(MetricDBLockWait, ms(wait), []string{"query:" + name, "outcome:" + outcome}, 1)
-		if st.span != nil {
-			st.span.SetTag("db.lock_query", name)
-			st.span.SetTag("db.lock_wait_ms", ms(wait))
-			st.span.SetTag("db.lock_wait.baseline_ms", ms(base))
-		}
-	}
-	finishSpan(st.span, outcome, data.Err)
+	finishSpan(st.span, QueryOutcome(ctx, data.Err), data.Err)
 }
 
 // TraceCopyFromStart implements pgx.CopyFromTracer. The statement name is
