@@ -86,7 +86,7 @@ func loadAll(opt options, stdout io.Writer) ([]*object, error) {
 				seen[o.name] = f
 				all = append(all, o)
 			}
-			read = append(read, fmt.Sprintf("%d %s (%s)", len(files), plural(g.kind), dir))
+			read = append(read, fmt.Sprintf("%d %s (%s)", len(files), plural(g.kind, len(files)), dir))
 		}
 	}
 	if len(all) == 0 {
@@ -96,11 +96,15 @@ func loadAll(opt options, stdout io.Writer) ([]*object, error) {
 	return all, nil
 }
 
-func plural(k kind) string {
+func plural(k kind, n int) string {
+	s := string(k)
 	if k == kindSLO {
-		return "SLOs"
+		s = "SLO"
 	}
-	return string(k) + "s"
+	if n == 1 {
+		return s
+	}
+	return s + "s"
 }
 
 // loadFile reads one file, checks its stable id, drops its read-only fields

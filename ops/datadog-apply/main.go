@@ -94,11 +94,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		site = "datadoghq.com"
 	}
 
-	objs, err := loadAll(opt, stdout)
-	if err != nil {
-		return err
-	}
-
 	cfg := datadog.NewConfiguration()
 	cfg.HTTPClient = &http.Client{Timeout: time.Minute}
 	if opt.endpoint != "" {
@@ -112,9 +107,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"appKeyAuth": {Key: getenv("DD_APP_KEY")},
 	})
 	ctx = context.WithValue(ctx, datadog.ContextServerVariables, map[string]string{"site": site})
-	client := datadog.NewAPIClient(cfg)
+	// The URL the client will call; a DD_SITE it does not know fails here.
+	url, err := cfg.ServerURLWithContext(ctx, "v1.DashboardsApi.ListDashboards")
+	if err != nil {
+		return fmt.Errorf("DD_SITE %q: %w", site, err)
+	}
+	fmt.Fprintf(stdout, "datadog api %s (%s)\n", url, map[bool]string{false: "dry run", true: "apply"}[opt.apply])
 
-	return sync(ctx, newRemote(client), objs, opt.apply, stdout)
+	objs, err := loadAll(opt, stdout)
+	if err != nil {
+		return err
+	}
+	client := datadog.NewAPIClient(cfg)
+	return reconcile(ctx, newRemote(client), objs, opt.apply, stdout)
 }
 
 func splitList(s string) []string {

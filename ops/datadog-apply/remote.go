@@ -209,9 +209,9 @@ func apiError(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// sync plans every object (reading the remote state only), then, with
+// reconcile plans every object (reading the remote state only), then, with
 // apply, creates and updates what differs. It prints one line per object.
-func sync(ctx context.Context, r *remote, objs []*object, apply bool, w io.Writer) error {
+func reconcile(ctx context.Context, r *remote, objs []*object, apply bool, w io.Writer) error {
 	type step struct {
 		o      *object
 		id     string
