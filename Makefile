@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt config-docs lint-migrations clean bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports
+.PHONY: build run test vet fmt config-docs lint-migrations clean datadog-apply bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -35,7 +35,7 @@ lint-migrations:
 	./scripts/lint-migrations.sh
 
 fmt:
-	gofmt -l -w service migrations bench
+	gofmt -l -w service migrations bench ops
 
 ## config-docs: rewrite README.md's configuration tables from service/cmd/shopd/config.go
 config-docs:
@@ -65,6 +65,14 @@ bench-search:
 ## (a fresh database, shopd on a free port; flags: BENCH_REPORTS_FLAGS="-downloaders 8")
 bench-reports: build
 	$(GO) run ./bench/reports -shopd $(BIN) $(BENCH_REPORTS_FLAGS)
+
+## datadog-apply: create or update every dashboard, monitor and SLO in Datadog, matched by
+## its shoplab_id; a dry run unless APPLY=1. Needs DD_API_KEY, DD_APP_KEY (DD_SITE: datadoghq.com).
+## Flags: make datadog-apply DATADOG_APPLY_FLAGS='-monitors monitors -slos monitors/slos'
+APPLY ?=
+DATADOG_APPLY_FLAGS ?=
+datadog-apply:
+	$(GO) run ./ops/datadog-apply $(if $(filter 1 true yes,$(APPLY)),-apply) $(DATADOG_APPLY_FLAGS)
 
 clean:
 	rm -rf bin
