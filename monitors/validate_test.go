@@ -302,9 +302,12 @@ func walkModel(v reflect.Value, path string, fail func(path, msg string), visit 
 
 // decodeStrict decodes the JSON file into model and walks it; it returns
 // the metric query strings found anywhere in it.
-func decodeStrict(t *testing.T, file string, model any) []string {
+func decodeStrict(t *testing.T, root, file string, model any) []string {
 	t.Helper()
 	data, err := os.ReadFile(file)
+	if rel, err := filepath.Rel(root, file); err == nil {
+		file = rel
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +417,7 @@ func TestAssets(t *testing.T) {
 	for _, file := range files(t, filepath.Join(root, "dashboards"), "*.json") {
 		rel, _ := filepath.Rel(root, file)
 		var d datadogV1.Dashboard
-		queries := decodeStrict(t, file, &d)
+		queries := decodeStrict(t, root, file, &d)
 		base := strings.TrimSuffix(filepath.Base(file), ".json")
 		dashMetrics[base] = map[string]bool{}
 		for i, q := range queries {
@@ -447,7 +450,7 @@ func TestAssets(t *testing.T) {
 	for _, file := range files(t, filepath.Join(root, "slos"), "*.json") {
 		rel, _ := filepath.Rel(root, file)
 		var s datadogV1.ServiceLevelObjective
-		queries := decodeStrict(t, file, &s)
+		queries := decodeStrict(t, root, file, &s)
 		for i, q := range queries {
 			checkQuery(t, cat, fmt.Sprintf("%s: query %d", rel, i), q)
 		}
@@ -460,7 +463,7 @@ func TestAssets(t *testing.T) {
 	for _, file := range files(t, filepath.Join(root, "monitors"), "*.json") {
 		rel, _ := filepath.Rel(root, file)
 		var m datadogV1.Monitor
-		queries := decodeStrict(t, file, &m)
+		queries := decodeStrict(t, root, file, &m)
 		queries = append(queries, m.Query)
 		mi := monitorInfo{file: rel}
 		for _, q := range queries {
@@ -550,10 +553,17 @@ func TestAssets(t *testing.T) {
 			linked[r] = true
 		}
 	}
+	template := sections(t, filepath.Join(root, "runbooks", "TEMPLATE.md"))
 	for _, file := range files(t, filepath.Join(root, "runbooks"), "*.md") {
 		name := strings.TrimSuffix(filepath.Base(file), ".md")
-		if name != "TEMPLATE" && !linked[name] {
+		if name == "TEMPLATE" {
+			continue
+		}
+		if !linked[name] {
 			t.Errorf("runbooks/%s.md: linked by no monitor", name)
+		}
+		if got := sections(t, file); !slices.Equal(got, template) {
+			t.Errorf("runbooks/%s.md: sections %q, want the template's %q (runbooks/TEMPLATE.md)", name, got, template)
 		}
 	}
 
@@ -569,6 +579,27 @@ func TestAssets(t *testing.T) {
 			t.Errorf("docs/metrics.md: %s is on no dashboard", name)
 		}
 	}
+}
+
+// sections returns the level-2 headings of a markdown file, outside code
+// blocks.
+func sections(t *testing.T, file string) []string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	code := false
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if strings.HasPrefix(line, "```") {
+			code = !code
+		}
+		if h, ok := strings.CutPrefix(line, "## "); ok && !code {
+			out = append(out, strings.TrimSpace(h))
+		}
+	}
+	return out
 }
 
 // checkTags requires service:shoplab and an incident:<n> tag naming a row
