@@ -35,7 +35,7 @@ lint-migrations:
 	./scripts/lint-migrations.sh
 
 fmt:
-	gofmt -l -w service migrations bench
+	gofmt -l -w service migrations bench monitors
 
 ## bench-orders: GET /orders for the heavy user vs a query-per-order loop
 bench-orders:
