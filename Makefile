@@ -35,7 +35,7 @@ lint-migrations:
 	./scripts/lint-migrations.sh
 
 fmt:
-	gofmt -l -w service migrations bench ops
+	gofmt -l -w service migrations bench ops monitors
 
 ## config-docs: rewrite README.md's configuration tables from service/cmd/shopd/config.go
 config-docs:
