@@ -127,14 +127,8 @@ func TestCollect(t *testing.T) {
 	suffix := randomHex(3)
 	liveRun, deadRun := "plive"+suffix, "pdead"+suffix
 	live, dead := templatePrefix+liveRun+"_v1", templatePrefix+deadRun+"_v1"
-	for _, name := range []string{live, dead} {
-		if _, err := s.admin.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE template0"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_, _ = s.admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+quote(name))
-		})
-	}
+	// The keeper first, as in serverFor: another test binary may collect
+	// at any moment.
 	cfg, err := pgx.ParseConfig(s.url)
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +139,14 @@ func TestCollect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer keeper.Close(context.Background())
+	for _, name := range []string{live, dead} {
+		if _, err := s.admin.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE template0"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = s.admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+quote(name))
+		})
+	}
 
 	s.collect(ctx, t)
 
