@@ -2,9 +2,6 @@ package telemetry_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
@@ -12,49 +9,19 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/shoplab/shoplab/service/internal/pgtest"
 	"github.com/shoplab/shoplab/service/telemetry"
 )
 
-// scratchDB creates an empty database for t on the server of
-// TEST_DATABASE_URL, drops it on cleanup, and returns a pool config for it.
+// scratchDB creates an empty database for t (pgtest: on TEST_DATABASE_URL's
+// server, or a container's), dropped on cleanup, and returns a pool config
+// for it.
 func scratchDB(t *testing.T) *pgxpool.Config {
 	t.Helper()
-	url := os.Getenv("TEST_DATABASE_URL")
-	if url == "" {
-		t.Fatal("TEST_DATABASE_URL is not set: these tests need PostgreSQL, e.g. " +
-			"TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, url)
+	cfg, err := pgxpool.ParseConfig(pgtest.NewEmptyDatabase(t))
 	if err != nil {
-		t.Fatalf("connect to TEST_DATABASE_URL: %v", err)
+		t.Fatalf("parse database URL: %v", err)
 	}
-	defer admin.Close(ctx)
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "telemetry_test_" + hex.EncodeToString(b)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE template0"); err != nil {
-		t.Fatalf("create scratch database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		admin, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Errorf("drop scratch database %s: %v", name, err)
-			return
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop scratch database %s: %v", name, err)
-		}
-	})
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatalf("parse TEST_DATABASE_URL: %v", err)
-	}
-	cfg.ConnConfig.Database = name
 	return cfg
 }
 
