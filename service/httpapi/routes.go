@@ -34,5 +34,8 @@ func addRoutes(r *mux.Router, d Deps) {
 	admin.Handle("/admin/inventory/low", handleLowInventory(tel, d.Products)).Methods("GET")
 	admin.Handle("/admin/products/missing-description", handleMissingDescription(tel, d.Products)).Methods("GET")
 
-	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports, newReportLimiter(tel, cfg.ReportsMaxConcurrent), cfg)).Methods("GET")
+	// Reports: at most ReportsMaxConcurrent at once; one pace shared by
+	// every download.
+	reportSlots, reportPace := newReportLimiter(tel, cfg.ReportsMaxConcurrent), newReportPace(cfg.ReportMaxLinesPerSec)
+	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports, reportSlots, reportPace, cfg.ReportRetryAfter, cfg.ReportMaxDuration)).Methods("GET")
 }

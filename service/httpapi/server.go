@@ -46,9 +46,11 @@ type Config struct {
 	ReportsMaxConcurrent int
 	// ReportRetryAfter is the Retry-After of a 429 report (default 2s).
 	ReportRetryAfter time.Duration
-	// ReportMaxLinesPerSec paces every download to at most this many order
-	// lines per second (0: as fast as the database and client go). Pacing
-	// bounds the CPU one report takes from the service and the database.
+	// ReportMaxLinesPerSec is the total order lines per second of all
+	// downloads together: one pace that every running download shares, so
+	// that the CPU reports take from the service and the database is
+	// bounded whatever their number (0: unpaced, as fast as the database
+	// and clients go).
 	ReportMaxLinesPerSec int
 	// ReportMaxDuration bounds a report from admission to its last byte,
 	// including a client that reads slowly (default 5m).
