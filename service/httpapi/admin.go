@@ -30,96 +30,147 @@ var errRowsInvalid = errors.New("import stopped at an invalid row")
 // one bad row aborts the COPY and rolls everything back; the 400 lists the
 // first shop.MaxReportedRows bad rows (index, field, message) and counts
 // them all, reading the rest of the body to do so. ?onError=skip imports
-// the valid rows and reports the skipped ones. More than cfg.MaxImportRows
-// rows or cfg.MaxImportBytes bytes is a 413, with nothing written.
-func handleImport(tel *telemetry.Telemetry, products shop.ProductStore, cfg Config, v1 apiVersion) http.Handler {
+// the valid rows and reports the skipped ones. More than maxRows rows or
+// maxBytes bytes is a 413, with nothing written. Progress is logged every
+// progressEvery rows; every import is counted, timed and traced (see
+// observeImport).
+func handleImport(tel *telemetry.Telemetry, products shop.ProductStore, v1 apiVersion, maxBytes int64, maxRows, progressEvery int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		skip, err := importOnError(r)
+		job, err := decodeImport(w, r, v1.rulesAt(start), maxBytes, maxRows)
 		if err != nil {
 			writeError(w, r, tel, err)
 			return
 		}
-		format, err := importFormat(r)
-		if err != nil {
-			writeError(w, r, tel, err)
-			return
-		}
-		mode := "abort"
-		if skip {
-			mode = "skip"
-		}
-		span, ctx := tracer.StartSpanFromContext(r.Context(), SpanImport,
-			tracer.ResourceName("import "+format), tracer.Tag("import.format", format), tracer.Tag("import.mode", mode))
-		log := telemetry.Logger(ctx, tel.Log)
-		body := &countingReader{r: http.MaxBytesReader(w, r.Body, cfg.MaxImportBytes)}
-		src := &importSource{
-			rows:    newRowReader(format, body),
-			check:   shop.NewRowChecker(v1.rulesAt(start)),
-			skip:    skip,
-			maxRows: cfg.MaxImportRows,
-			every:   cfg.ImportProgressRows,
-		}
-		src.progress = func(read, rejected int) {
-			elapsed := time.Since(start)
-			log.Info("import progress", zap.String("format", format), zap.Int("rows", read), zap.Int("rejected", rejected),
-				zap.Int64("bytes", body.n), zap.Int64("elapsed_ms", elapsed.Milliseconds()),
-				zap.Int64("rows_per_sec", int64(float64(read)/max(elapsed.Seconds(), 1e-3))))
-		}
-
-		res, err := products.ImportProducts(ctx, src)
-		if errors.Is(err, errRowsInvalid) {
-			src.drain()
-			err = src.invalidError(ctx)
-		}
+		span, ctx := tracer.StartSpanFromContext(r.Context(), SpanImport, tracer.ResourceName("import "+job.format),
+			tracer.Tag("import.format", job.format), tracer.Tag("import.mode", job.mode()))
+		job.logProgress(telemetry.Logger(ctx, tel.Log), progressEvery, start)
+		res, err := job.run(ctx, products)
 		d := time.Since(start)
-
-		outcome := importOutcome(ctx, err)
-		tags := []string{"format:" + format, "outcome:" + outcome}
-		_ = tel.Metrics.Distribution(telemetry.MetricImportDuration, float64(d.Microseconds())/1000, tags, 1)
-		_ = tel.Metrics.Distribution(telemetry.MetricImportBytes, float64(body.n), tags, 1)
-		if err == nil && res.Count() > 0 {
-			_ = tel.Metrics.Count(telemetry.MetricImportRows, int64(res.Count()), []string{"format:" + format, "result:imported"}, 1)
-		}
-		if n := src.check.Rejected(); n > 0 {
-			_ = tel.Metrics.Count(telemetry.MetricImportRows, int64(n), []string{"format:" + format, "result:rejected"}, 1)
-		}
-		span.SetTag("import.rows", src.read)
-		span.SetTag("import.rows.created", res.Created)
-		span.SetTag("import.rows.updated", res.Updated)
-		span.SetTag("import.rows.rejected", src.check.Rejected())
-		span.SetTag("import.bytes", body.n)
-		span.SetTag("import.outcome", outcome)
-		if outcome == "error" {
-			span.Finish(tracer.WithError(err))
-		} else {
-			span.Finish()
-		}
-		log.Info("import finished", zap.String("format", format), zap.String("mode", mode), zap.String("outcome", outcome),
-			zap.Int("rows", src.read), zap.Int("created", res.Created), zap.Int("updated", res.Updated),
-			zap.Int("rejected", src.check.Rejected()), zap.Int64("bytes", body.n), zap.Int64("duration_ms", d.Milliseconds()))
-
+		observeImport(ctx, tel, span, job, res, err, d)
 		if err != nil {
 			writeError(w, r, tel, err)
 			return
 		}
-		answer := map[string]any{
-			"message":  fmt.Sprintf("Successfully imported %d products", res.Count()),
-			"duration": fmt.Sprintf("%dms", d.Milliseconds()),
-			"count":    res.Count(),
-		}
-		if res.Updated > 0 {
-			answer["created"], answer["updated"] = res.Created, res.Updated
-		}
-		if skip {
-			skipped := src.check.Problems()
-			if skipped == nil {
-				skipped = []shop.RowError{}
-			}
-			answer["skipped"], answer["skippedRows"] = src.check.Rejected(), skipped
-		}
-		writeJSON(w, http.StatusCreated, answer)
+		writeJSON(w, http.StatusCreated, job.answer(res, d))
 	})
+}
+
+// importJob is one import request: its format, its mode, its body (with
+// the bytes read so far) and the source the store pulls its rows from.
+type importJob struct {
+	format string
+	body   *countingReader
+	src    *importSource
+}
+
+// decodeImport reads an import's options (?onError=, Content-Type) and
+// sets up the row source over its body, bounded by maxBytes and maxRows;
+// rows are checked with rules. It reads none of the body.
+func decodeImport(w http.ResponseWriter, r *http.Request, rules shop.ProductRules, maxBytes int64, maxRows int) (*importJob, error) {
+	skip, err := importOnError(r)
+	if err != nil {
+		return nil, err
+	}
+	format, err := importFormat(r)
+	if err != nil {
+		return nil, err
+	}
+	body := &countingReader{r: http.MaxBytesReader(w, r.Body, maxBytes)}
+	return &importJob{format: format, body: body, src: &importSource{
+		rows:    newRowReader(format, body),
+		check:   shop.NewRowChecker(rules),
+		skip:    skip,
+		maxRows: maxRows,
+	}}, nil
+}
+
+// mode is the import's mode tag: abort (all or nothing) or skip.
+func (j *importJob) mode() string {
+	if j.src.skip {
+		return "skip"
+	}
+	return "abort"
+}
+
+// logProgress has the import log its progress every so many rows (never
+// when every is 0).
+func (j *importJob) logProgress(log *zap.Logger, every int, start time.Time) {
+	j.src.every = every
+	j.src.progress = func(read, rejected int) {
+		elapsed := time.Since(start)
+		log.Info("import progress", zap.String("format", j.format), zap.Int("rows", read), zap.Int("rejected", rejected),
+			zap.Int64("bytes", j.body.n), zap.Int64("elapsed_ms", elapsed.Milliseconds()),
+			zap.Int64("rows_per_sec", int64(float64(read)/max(elapsed.Seconds(), 1e-3))))
+	}
+}
+
+// run has the store import the rows. An all-or-nothing import stopped by a
+// bad row reads on to the end of the body to list and count the bad rows,
+// and fails with them (EINVALID).
+func (j *importJob) run(ctx context.Context, products shop.ProductStore) (shop.ImportResult, error) {
+	res, err := products.ImportProducts(ctx, j.src)
+	if errors.Is(err, errRowsInvalid) {
+		j.src.drain()
+		err = j.src.invalidError(ctx)
+	}
+	return res, err
+}
+
+// answer is the body of a successful import's 201: the count and
+// duration, created and updated when some rows updated products, and with
+// ?onError=skip the skipped rows.
+func (j *importJob) answer(res shop.ImportResult, d time.Duration) map[string]any {
+	answer := map[string]any{
+		"message":  fmt.Sprintf("Successfully imported %d products", res.Count()),
+		"duration": fmt.Sprintf("%dms", d.Milliseconds()),
+		"count":    res.Count(),
+	}
+	if res.Updated > 0 {
+		answer["created"], answer["updated"] = res.Created, res.Updated
+	}
+	if j.src.skip {
+		skipped := j.src.check.Problems()
+		if skipped == nil {
+			skipped = []shop.RowError{}
+		}
+		answer["skipped"], answer["skippedRows"] = j.src.check.Rejected(), skipped
+	}
+	return answer
+}
+
+// observeImport records an import's outcome: MetricImportDuration and
+// MetricImportBytes tagged format and outcome, MetricImportRows imported
+// and rejected; the rows, bytes and outcome as tags of the import's span,
+// which it finishes (with the error when the outcome is error); and an
+// "import finished" log line.
+func observeImport(ctx context.Context, tel *telemetry.Telemetry, span *tracer.Span, job *importJob, res shop.ImportResult, err error, dur time.Duration) {
+	src, format, bytes := job.src, job.format, job.body.n
+	outcome := importOutcome(ctx, err)
+	tags := []string{"format:" + format, "outcome:" + outcome}
+	m := tel.Metrics
+	_ = m.Distribution(telemetry.MetricImportDuration, float64(dur.Microseconds())/1000, tags, 1)
+	_ = m.Distribution(telemetry.MetricImportBytes, float64(bytes), tags, 1)
+	if err == nil && res.Count() > 0 {
+		_ = m.Count(telemetry.MetricImportRows, int64(res.Count()), []string{"format:" + format, "result:imported"}, 1)
+	}
+	if n := src.check.Rejected(); n > 0 {
+		_ = m.Count(telemetry.MetricImportRows, int64(n), []string{"format:" + format, "result:rejected"}, 1)
+	}
+	span.SetTag("import.rows", src.read)
+	span.SetTag("import.rows.created", res.Created)
+	span.SetTag("import.rows.updated", res.Updated)
+	span.SetTag("import.rows.rejected", src.check.Rejected())
+	span.SetTag("import.bytes", bytes)
+	span.SetTag("import.outcome", outcome)
+	if outcome == "error" {
+		span.Finish(tracer.WithError(err))
+	} else {
+		span.Finish()
+	}
+	telemetry.Logger(ctx, tel.Log).Info("import finished", zap.String("format", format), zap.String("mode", job.mode()), zap.String("outcome", outcome),
+		zap.Int("rows", src.read), zap.Int("created", res.Created), zap.Int("updated", res.Updated),
+		zap.Int("rejected", src.check.Rejected()), zap.Int64("bytes", bytes), zap.Int64("duration_ms", dur.Milliseconds()))
 }
 
 // importOnError reads ?onError=abort|skip; it reports whether to skip.

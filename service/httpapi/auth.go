@@ -12,15 +12,12 @@ import (
 	"github.com/shoplab/shoplab/service/telemetry"
 )
 
-// adminPrefix is the path prefix of the routes requireAdmin guards.
-const adminPrefix = "/admin/"
-
-// requireAdmin is the router middleware that guards every route under
-// /admin/, wherever it is registered. With a token configured, a request
-// must carry `Authorization: Bearer <token>`: without credentials it gets
-// a 401 (with WWW-Authenticate), with other credentials a 403, both in the
-// one error format. With no token it lets every request through (shopd
-// warns at start, and refuses to start that way in production).
+// requireAdmin is the middleware of the /admin subrouter (routes.go). With
+// a token configured, a request must carry `Authorization: Bearer <token>`:
+// without credentials it gets a 401 (with WWW-Authenticate), with other
+// credentials a 403, both in the one error format. With no token it lets
+// every request through (shopd warns at start, and refuses to start that
+// way in production).
 func requireAdmin(tel *telemetry.Telemetry, token string) mux.MiddlewareFunc {
 	want := sha256.Sum256([]byte(token))
 	return func(next http.Handler) http.Handler {
@@ -28,10 +25,6 @@ func requireAdmin(tel *telemetry.Telemetry, token string) mux.MiddlewareFunc {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.HasPrefix(r.URL.Path, adminPrefix) {
-				next.ServeHTTP(w, r)
-				return
-			}
 			scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 			cred = strings.TrimSpace(cred)
 			if !strings.EqualFold(scheme, "Bearer") || cred == "" {

@@ -52,6 +52,28 @@ func TestAdminAuth(t *testing.T) {
 				t.Errorf("low inventory with the token: %d", r.status)
 			}
 		})
+		// Unknown admin paths and wrong methods answer as on any other
+		// path, before any credentials are asked for.
+		t.Run("UnknownAdminPath", func(t *testing.T) {
+			for _, path := range []string{"/admin/nope", "/admin", "/admin/", "/administrator"} {
+				p := checkProblem(t, e.do(t, "GET", path, "", ""), 404)
+				if p.Detail != "Route not found" {
+					t.Errorf("%s: detail %q", path, p.Detail)
+				}
+			}
+		})
+		t.Run("AdminMethodNotAllowed", func(t *testing.T) {
+			r := e.do(t, "DELETE", "/admin/inventory/low", "", "")
+			checkProblem(t, r, 405)
+			if got := r.header.Get("Allow"); got != "GET" {
+				t.Errorf("Allow %q, want GET", got)
+			}
+			r = e.do(t, "GET", importPath, "", "")
+			checkProblem(t, r, 405)
+			if got := r.header.Get("Allow"); got != "POST" {
+				t.Errorf("Allow %q, want POST", got)
+			}
+		})
 		t.Run("OtherRoutesOpen", func(t *testing.T) {
 			if r := e.get(t, "/products"); r.status != 200 {
 				t.Errorf("/products = %d", r.status)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/mux"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/shoplab/shoplab/service/shop"
 	"github.com/shoplab/shoplab/service/telemetry"
@@ -331,11 +332,12 @@ var reportTooLong = &shop.Error{Code: shop.EUNAVAILABLE, Message: "The report to
 // it answers the original's JSON summary (message, user, orderCount,
 // reportSize, report: the first 500 characters of the text report and
 // "..."), all from SQL aggregates and the first lines; with
-// ?format=txt|csv|ndjson it streams the full report as a download. At most
-// cfg.ReportsMaxConcurrent reports run at once; beyond, 429 with
-// Retry-After. A report that runs past cfg.ReportMaxDuration is cut off,
-// and one whose client goes away stops, in the database too.
-func handleOrderReport(tel *telemetry.Telemetry, reports shop.ReportStore, lim *reportLimiter, cfg Config) http.Handler {
+// ?format=txt|csv|ndjson it streams the full report as a download, at the
+// pace that all downloads share. lim admits the reports that run at once;
+// beyond, 429 with Retry-After: retryAfter. A report that runs past
+// maxDuration is cut off, and one whose client goes away stops, in the
+// database too.
+func handleOrderReport(tel *telemetry.Telemetry, reports shop.ReportStore, lim *reportLimiter, pace *rate.Limiter, retryAfter, maxDuration time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		userID := mux.Vars(r)["userId"]
 		if !shop.ValidID(userID) {
@@ -355,7 +357,7 @@ func handleOrderReport(tel *telemetry.Telemetry, reports shop.ReportStore, lim *
 		release, ok := lim.tryAcquire()
 		if !ok {
 			_ = tel.Metrics.Incr(telemetry.MetricReportRejections, tags, 1)
-			writeError(w, r, tel, &shop.Error{Code: shop.ERATELIMIT, RetryAfter: cfg.ReportRetryAfter,
+			writeError(w, r, tel, &shop.Error{Code: shop.ERATELIMIT, RetryAfter: retryAfter,
 				Message: fmt.Sprintf("Too many reports are being generated (at most %d at a time); retry shortly.", cap(lim.slots))})
 			return
 		}
@@ -363,11 +365,11 @@ func handleOrderReport(tel *telemetry.Telemetry, reports shop.ReportStore, lim *
 
 		start := time.Now()
 		var rows int64
-		ctx, cancel := context.WithTimeoutCause(r.Context(), cfg.ReportMaxDuration, reportTooLong)
+		ctx, cancel := context.WithTimeoutCause(r.Context(), maxDuration, reportTooLong)
 		defer cancel()
 		var err error
 		if download {
-			err = streamReport(ctx, w, r, tel, reports, userID, format, cfg, &rows)
+			err = streamReport(ctx, w, r, tel, reports, userID, format, maxDuration, pace, &rows)
 		} else {
 			err = summarizeReport(ctx, w, r, tel, reports, userID, &rows)
 		}
@@ -428,24 +430,34 @@ func timeoutCause(ctx context.Context, err error) error {
 	return err
 }
 
-// pace waits until lines sent since begun fit within perSec lines a
-// second (no wait when perSec is 0), or until ctx ends.
-func pace(ctx context.Context, begun time.Time, lines int64, perSec int) error {
+// newReportPace is the one pace of all downloads together: perSec order
+// lines a second, whatever the number of downloads (0: unpaced). Each
+// download reserves its lines a flush at a time (at most reportFlushRows),
+// so a burst of one flush keeps the waits few and the pace smooth.
+func newReportPace(perSec int) *rate.Limiter {
 	if perSec <= 0 {
+		return rate.NewLimiter(rate.Inf, reportFlushRows)
+	}
+	return rate.NewLimiter(rate.Limit(perSec), reportFlushRows)
+}
+
+// waitPace waits until pace admits n more lines (at most reportFlushRows),
+// or until ctx ends. A wait that would outlast ctx's deadline ends the
+// report at once, as the deadline would.
+func waitPace(ctx context.Context, pace *rate.Limiter, n int) error {
+	if n <= 0 {
 		return nil
 	}
-	wait := time.Duration(float64(lines)/float64(perSec)*float64(time.Second)) - time.Since(begun)
-	if wait <= 0 {
-		return nil
+	if err := pace.WaitN(ctx, n); err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if _, ok := ctx.Deadline(); ok {
+			return reportTooLong
+		}
+		return err
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
+	return nil
 }
 
 // cutOffError is the error of a download that failed after its status was
@@ -458,13 +470,14 @@ func (e cutOffError) Unwrap() error { return e.err }
 // streamReport writes the full report in format f, row by row as the
 // store yields them: the first bytes leave before the first line is read,
 // then a flush every reportFlushRows lines or reportFlushInterval,
-// whichever comes first; with cfg.ReportMaxLinesPerSec it waits at each
-// flush until the lines sent so far fit that rate (the database cursor is
-// read no faster either). Errors before the first byte are answered in the
+// whichever comes first; at each flush it waits until pace admits the
+// lines sent since the last (the database cursor is read no faster either).
+// The client must read it within maxDuration. Errors before the first byte
+// are answered in the
 // problem format. It returns the error the report ended with: a
 // clientGoneError when the client went away, a cutOffError for a failure
 // after the status was sent.
-func streamReport(ctx context.Context, w http.ResponseWriter, r *http.Request, tel *telemetry.Telemetry, reports shop.ReportStore, userID string, f reportFormat, cfg Config, rows *int64) error {
+func streamReport(ctx context.Context, w http.ResponseWriter, r *http.Request, tel *telemetry.Telemetry, reports shop.ReportStore, userID string, f reportFormat, maxDuration time.Duration, pace *rate.Limiter, rows *int64) error {
 	var sum shop.ReportSummary
 	var err error
 	if f.figures {
@@ -478,9 +491,9 @@ func streamReport(ctx context.Context, w http.ResponseWriter, r *http.Request, t
 		return err
 	}
 	rc := http.NewResponseController(w)
-	if cfg.ReportMaxDuration > 0 {
+	if maxDuration > 0 {
 		// A client that stops reading cannot hold a report slot forever.
-		_ = rc.SetWriteDeadline(time.Now().Add(cfg.ReportMaxDuration))
+		_ = rc.SetWriteDeadline(time.Now().Add(maxDuration))
 	}
 	h := w.Header()
 	h.Set("Content-Type", f.contentType)
@@ -503,8 +516,8 @@ func streamReport(ctx context.Context, w http.ResponseWriter, r *http.Request, t
 		}
 		return nil
 	}
-	begun := time.Now()
-	last := begun
+	last := time.Now()
+	var paced int64 // lines the pace admitted so far
 	err = writeReport(enc, sum, time.Now().UTC(), func(line func(shop.ReportLine) error) error {
 		if err := flush(); err != nil { // the header leaves before the first line is read
 			return err
@@ -518,9 +531,10 @@ func streamReport(ctx context.Context, w http.ResponseWriter, r *http.Request, t
 				if err := flush(); err != nil {
 					return err
 				}
-				if err := pace(ctx, begun, *rows, cfg.ReportMaxLinesPerSec); err != nil {
+				if err := waitPace(ctx, pace, int(*rows-paced)); err != nil {
 					return err
 				}
+				paced = *rows
 				last = time.Now()
 			}
 			return nil

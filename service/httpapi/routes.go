@@ -23,11 +23,19 @@ func addRoutes(r *mux.Router, d Deps) {
 	r.Handle("/orders/checkout", handleCheckout(tel, d.Orders, cfg.MaxBodyBytes)).Methods("POST")
 	r.Handle("/orders/{userId}", handleOrdersByUser(tel, d.Orders, cfg.DefaultOrderLimit, cfg.MaxOrderLimit)).Methods("GET")
 
-	// Every /admin/* route requires the admin token when one is set
-	// (requireAdmin, installed on the router in NewServer).
-	r.Handle("/admin/products/import", handleImport(tel, d.Products, cfg, v1)).Methods("POST")
-	r.Handle("/admin/inventory/low", handleLowInventory(tel, d.Products)).Methods("GET")
-	r.Handle("/admin/products/missing-description", handleMissingDescription(tel, d.Products)).Methods("GET")
+	// /admin/*: requireAdmin asks every route of this subrouter for the
+	// admin token (when one is set). An unknown /admin path or a wrong
+	// method falls through to the router's 404 or 405 without asking for
+	// it, as on any other path. The subrouter has no PathPrefix of its own:
+	// under one, mux answers a wrong method with 404 (gorilla/mux#751).
+	admin := r.NewRoute().Subrouter()
+	admin.Use(requireAdmin(tel, cfg.AdminToken))
+	admin.Handle("/admin/products/import", handleImport(tel, d.Products, v1, cfg.MaxImportBytes, cfg.MaxImportRows, cfg.ImportProgressRows)).Methods("POST")
+	admin.Handle("/admin/inventory/low", handleLowInventory(tel, d.Products)).Methods("GET")
+	admin.Handle("/admin/products/missing-description", handleMissingDescription(tel, d.Products)).Methods("GET")
 
-	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports, newReportLimiter(tel, cfg.ReportsMaxConcurrent), cfg)).Methods("GET")
+	// Reports: at most ReportsMaxConcurrent at once; one pace shared by
+	// every download.
+	reportSlots, reportPace := newReportLimiter(tel, cfg.ReportsMaxConcurrent), newReportPace(cfg.ReportMaxLinesPerSec)
+	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports, reportSlots, reportPace, cfg.ReportRetryAfter, cfg.ReportMaxDuration)).Methods("GET")
 }

@@ -48,9 +48,11 @@ type Config struct {
 	ReportsMaxConcurrent int
 	// ReportRetryAfter is the Retry-After of a 429 report.
 	ReportRetryAfter time.Duration
-	// ReportMaxLinesPerSec paces every download to at most this many order
-	// lines per second (0: as fast as the database and client go). Pacing
-	// bounds the CPU one report takes from the service and the database.
+	// ReportMaxLinesPerSec is the total order lines per second of all
+	// downloads together: one pace that every running download shares, so
+	// that the CPU reports take from the service and the database is
+	// bounded whatever their number (0: unpaced, as fast as the database
+	// and clients go).
 	ReportMaxLinesPerSec int
 	// ReportMaxDuration bounds a report from admission to its last byte,
 	// including a client that reads slowly.
@@ -124,8 +126,8 @@ type Deps struct {
 }
 
 // NewServer builds the HTTP handler: a traced gorilla/mux router with every
-// route of routes.go, wrapped in request-id, recovery and admin-auth
-// middleware.
+// route of routes.go (which also installs the admin routes' auth), wrapped
+// in request-id and recovery middleware.
 func NewServer(d Deps) http.Handler {
 	d.Config = d.Config.withDefaults()
 	tel := d.Telemetry
@@ -136,7 +138,6 @@ func NewServer(d Deps) http.Handler {
 	// the 500 that recoverer answers.
 	telemetry.InstrumentRouter(tel, r.Router)
 	r.Use(recoverer(tel))
-	r.Use(requireAdmin(tel, d.Config.AdminToken))
 	addRoutes(r.Router, d)
 	return requestID(r)
 }

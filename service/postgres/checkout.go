@@ -2,8 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/DataDog/dd-trace-go/v2/ddtrace/ext"
 	"github.com/DataDog/dd-trace-go/v2/ddtrace/tracer"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -408,12 +407,12 @@ func (c *checkoutTx) buildOrder(l lockResult) (shop.Order, error) {
 	if total > shop.MaxMoney {
 		return shop.Order{}, shop.Errorf(shop.EINVALID, "The order total is too large.")
 	}
-	o := shop.Order{ID: newUUID(), UserID: c.req.UserID, Status: shop.OrderPending, Total: total,
+	o := shop.Order{ID: uuid.NewString(), UserID: c.req.UserID, Status: shop.OrderPending, Total: total,
 		CreatedAt: l.now, Items: make([]shop.OrderItem, len(c.req.Items))}
 	for i, line := range c.req.Items {
 		p := l.products[i]
 		p.Inventory -= line.Quantity
-		o.Items[i] = shop.OrderItem{ID: newUUID(), OrderID: o.ID, ProductID: p.ID, Quantity: line.Quantity, Price: p.Price, Product: p}
+		o.Items[i] = shop.OrderItem{ID: uuid.NewString(), OrderID: o.ID, ProductID: p.ID, Quantity: line.Quantity, Price: p.Price, Product: p}
 	}
 	return o, nil
 }
@@ -473,16 +472,6 @@ func insufficientStock(short []shop.Shortage) *shop.Error {
 		msg += fmt.Sprintf(" (and %d more lines)", len(short)-1)
 	}
 	return &shop.Error{Code: shop.ECONFLICT, Message: msg, Extensions: map[string]any{"shortages": short}}
-}
-
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
 // step starts the span of one checkout step (operation and resource name)

@@ -2,10 +2,12 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -42,12 +44,24 @@ type seedData struct {
 	itemCents                             []int64
 }
 
-// uuidFrom makes a version-4-shaped UUID from the seeded generator.
+// uuidFrom makes a random (version 4) UUID from the seeded generator, so
+// that every seed run makes the same ones.
 func uuidFrom(r *rand.Rand) string {
-	a, b := r.Uint64(), r.Uint64()
-	a = (a &^ (0xf << 12)) | (0x4 << 12)
-	b = (b &^ (0x3 << 62)) | (0x2 << 62)
-	return fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", a>>32, (a>>16)&0xffff, a&0xffff, b>>48, b&0xffffffffffff)
+	id, _ := uuid.NewRandomFromReader(seedBytes{r}) // seedBytes never fails
+	return id.String()
+}
+
+// seedBytes reads a seeded generator as bytes: each Read draws one Uint64
+// per 8 bytes (or part of 8) of p, written big-endian.
+type seedBytes struct{ r *rand.Rand }
+
+func (s seedBytes) Read(p []byte) (int, error) {
+	var b [8]byte
+	for i := 0; i < len(p); i += 8 {
+		binary.BigEndian.PutUint64(b[:], s.r.Uint64())
+		copy(p[i:], b[:])
+	}
+	return len(p), nil
 }
 
 // buildSeed makes the original's dataset (original-system.md) plus five

@@ -84,7 +84,7 @@ type ReportsVars struct {
 	ReportsMaxConcurrent    int           `env:"REPORTS_MAX_CONCURRENT" min:"1" unset:"half the CPUs, 1 to REPORTS_MAX_CONNS" desc:"reports running at once; 429 + Retry-After beyond (see docs/reports.md)"`
 	ReportsStatementTimeout time.Duration `env:"REPORTS_STATEMENT_TIMEOUT" desc:"Postgres statement_timeout of each report statement"`
 	ReportsMaxDuration      time.Duration `env:"REPORTS_MAX_DURATION" desc:"longest a report may take, download included (slow clients are cut off; positive)"`
-	ReportsMaxLinesPerSec   int64         `env:"REPORTS_MAX_LINES_PER_SEC" min:"0" desc:"pace of each download in order lines per second, so that one report cannot take all the CPU (0: unpaced)"`
+	ReportsMaxLinesPerSec   int64         `env:"REPORTS_MAX_LINES_PER_SEC" min:"0" desc:"pace of all downloads together in order lines per second (one budget they share), so that reports cannot take all the CPU however many run (0: unpaced)"`
 }
 
 // MailVars configure the SMTP sender of order confirmations.
