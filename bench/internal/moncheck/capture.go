@@ -331,7 +331,11 @@ func attack(ctx context.Context, base, adminToken string, fx *fixture, cfg Confi
 	names := map[string]string{} // "METHOD URL" of in-flight targets -> kind; URLs repeat, kinds agree
 	tr := func(t *vegeta.Target) error {
 		n := seq.Add(1) - 1
-		k := kinds[wheel[(n*int64(step))%int64(len(wheel))]]
+		// One of each kind first, so that a short run has them all.
+		k := kinds[n%int64(len(kinds))]
+		if n >= int64(len(kinds)) {
+			k = kinds[wheel[(n*int64(step))%int64(len(wheel))]]
+		}
 		*t = vegeta.Target{}
 		k.target(n/int64(len(wheel)), t)
 		mu.Lock()
