@@ -198,7 +198,11 @@ func (p *page) timeseries(d *datadogV1.TimeseriesWidgetDefinition) {
 				continue
 			}
 			if unit == "" {
-				unit = p.unit(title, fq)
+				uq := fq // a single query's modifiers say its unit
+				if q, ok := r.queries[strings.TrimSpace(f.Formula)]; ok {
+					uq = q
+				}
+				unit = p.unit(title, uq)
 			}
 			series, err := fq.Eval(p.samples, p.from, p.to, Step, nil)
 			if err != nil {
@@ -379,14 +383,14 @@ func strconvF(v float64, prec int) string { return fmt.Sprintf("%.*f", prec, v) 
 var titleUnit = regexp.MustCompile(`\(([^()]*)\)\s*$`)
 
 // unit is the y axis unit: the last item of the title's trailing
-// parentheses unless it names an aggregation ("(p99, ms)" -> ms, "(%)" ->
+// parentheses when it is one word and not an aggregation ("(p99, ms)" -> ms, "(%)" ->
 // %), else the first metric's unit from docs/metrics.md with the query's
 // modifier (as_count: per interval, as_rate: per second).
 func (p *page) unit(title string, q *ddquery.Query) string {
 	if m := titleUnit.FindStringSubmatch(title); m != nil {
 		parts := strings.Split(m[1], ",")
 		last := strings.TrimSpace(parts[len(parts)-1])
-		if !regexp.MustCompile(`^(p\d+|avg|max|min|sum|p50 / p99|p50 / p95 / p99)$`).MatchString(last) && last != "" {
+		if last != "" && !strings.Contains(last, " ") && !regexp.MustCompile(`^(p\d+|avg|max|min|sum)$`).MatchString(last) {
 			return last
 		}
 	}
