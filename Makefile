@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt config-docs lint-migrations clean datadog-apply bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports
+.PHONY: build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -73,6 +73,21 @@ APPLY ?=
 DATADOG_APPLY_FLAGS ?=
 datadog-apply:
 	$(GO) run ./ops/datadog-apply $(if $(filter 1 true yes,$(APPLY)),-apply) $(DATADOG_APPLY_FLAGS)
+
+## monitors-check: a healthy mixed load against a fresh shopd + database, its
+## DogStatsD stream captured, every monitor evaluated over it: all must stay OK.
+## Writes bench/results/monitors-check.json and bench/results/capture.jsonl.
+## Flags: make monitors-check MONITORS_CHECK_FLAGS='-duration 2m -rate 40'
+MONITORS_CHECK_FLAGS ?=
+monitors-check: build
+	$(GO) run ./bench/monitors-check -shopd $(BIN) $(MONITORS_CHECK_FLAGS)
+
+## dashboards-preview: every dashboard widget drawn from monitors-check's capture
+## (or a run of its own) into bench/results/dashboards-preview.html
+## Flags: make dashboards-preview PREVIEW_FLAGS='-png bench/results/dashboards-preview.png'
+PREVIEW_FLAGS ?=
+dashboards-preview: build
+	$(GO) run ./bench/dashboards-preview -shopd $(BIN) $(PREVIEW_FLAGS)
 
 clean:
 	rm -rf bin

@@ -8,6 +8,7 @@ package monitors_test
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 	"testing"
 
 	"github.com/DataDog/datadog-api-client-go/v2/api/datadogV1"
+
+	"github.com/shoplab/shoplab/service/telemetry/ddquery"
 )
 
 // moduleRoot walks up from the package directory to the directory of go.mod.
@@ -133,61 +136,96 @@ func incidents(t *testing.T, root string) map[int]bool {
 	return out
 }
 
-// metricRef is one metric of a query with its tag filters and group-by keys.
-type metricRef struct {
-	Name    string
-	Filters []string // "key:value", "!key:value", "$env", "*"
-	By      []string
+// parsedQuery is one query of an asset, parsed with ddquery: a metric
+// query of a dashboard request or an SLO, a dashboard formula over its
+// request's queries, or a monitor's query.
+type parsedQuery struct {
+	where string // "file: $.json.path"
+	text  string
+	refs  []ddquery.MetricRef
+	// metric is true for a metric query (not a formula, not a monitor).
+	metric bool
 }
 
-var metricRefRE = regexp.MustCompile(`(?:sum|avg|max|min|count|p\d+(?:\.\d+)?):([a-z][a-z0-9_.]*[a-z0-9_])\{([^}]*)\}(?:\s*by\s*\{([^}]*)\})?`)
-
-// metricRefs extracts the metrics of a query.
-//
-// TODO(issue 13): replace this function's body by ddquery.ParseQuery /
-// ddquery.ParseMonitor(...).Metrics() (service/telemetry/ddquery) once that
-// package lands: it parses the whole grammar, this regexp only finds
-// `<agg>:<metric>{filters} [by {tags}]` and checks nothing else.
-func metricRefs(query string) []metricRef {
-	var out []metricRef
-	split := func(s string) []string {
-		var parts []string
-		for p := range strings.SplitSeq(s, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				parts = append(parts, p)
-			}
-		}
-		return parts
+// syntaxError formats a ddquery parse error with the file, the field path
+// and the parser's position.
+func syntaxError(where string, err error) string {
+	var se *ddquery.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s: does not parse with ddquery at column %d: %s (query %q)", where, se.Pos+1, se.Msg, se.Query)
 	}
-	for _, m := range metricRefRE.FindAllStringSubmatch(query, -1) {
-		out = append(out, metricRef{Name: m[1], Filters: split(m[2]), By: split(m[3])})
+	return fmt.Sprintf("%s: does not parse with ddquery: %v", where, err)
+}
+
+// requestQueries parses the queries of one decoded request-like struct v
+// (a dashboard widget request or an SLO time slice query) found at path:
+// the "queries" + "formulas" shape (each formula evaluated over the named
+// queries with ddquery.ParseFormula) and the older "q" string. fail is
+// called with each parse error, naming file, field path and position.
+func requestQueries(v reflect.Value, where string, fail func(string)) []parsedQuery {
+	var out []parsedQuery
+	if q := v.FieldByName("Q"); q.IsValid() && q.Kind() == reflect.Pointer && q.Type().Elem().Kind() == reflect.String && !q.IsNil() {
+		at := where + ".q"
+		if pq, err := ddquery.ParseQuery(q.Elem().String()); err != nil {
+			fail(syntaxError(at, err))
+		} else {
+			out = append(out, parsedQuery{where: at, text: pq.String(), refs: pq.Metrics(), metric: true})
+		}
+	}
+	queries, formulas := v.FieldByName("Queries"), v.FieldByName("Formulas")
+	if !queries.IsValid() || queries.Kind() != reflect.Slice {
+		return out
+	}
+	named := map[string]*ddquery.Query{}
+	for i := range queries.Len() {
+		at := fmt.Sprintf("%s.queries[%d]", where, i)
+		def := queries.Index(i).FieldByName("FormulaAndFunctionMetricQueryDefinition")
+		if !def.IsValid() || def.IsNil() {
+			fail(at + ": not a metrics query: ddquery evaluates metric queries only")
+			continue
+		}
+		m := def.Interface().(*datadogV1.FormulaAndFunctionMetricQueryDefinition)
+		pq, err := ddquery.ParseQuery(m.Query)
+		if err != nil {
+			fail(syntaxError(at+".query", err))
+			named[m.Name] = nil // known name, unusable query: no second error in the formulas
+			continue
+		}
+		named[m.Name] = pq
+		out = append(out, parsedQuery{where: at + ".query", text: m.Query, refs: pq.Metrics(), metric: true})
+	}
+	if formulas.IsValid() && formulas.Kind() == reflect.Slice {
+		for i := range formulas.Len() {
+			at := fmt.Sprintf("%s.formulas[%d].formula", where, i)
+			text := formulas.Index(i).FieldByName("Formula").String()
+			broken := false
+			for name, q := range named {
+				broken = broken || q == nil && regexp.MustCompile(`\b`+regexp.QuoteMeta(name)+`\b`).MatchString(text)
+			}
+			if broken {
+				continue
+			}
+			pf, err := ddquery.ParseFormula(text, named)
+			if err != nil {
+				fail(syntaxError(at, err))
+				continue
+			}
+			out = append(out, parsedQuery{where: at, text: text, refs: pf.Metrics()})
+		}
 	}
 	return out
 }
 
-// normaliseTagValue is how Datadog stores a tag: lowercased, and characters
-// other than letters, digits, `_ - : . /` replaced by `_`.
-func normaliseTagValue(s string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(s) {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("_-:./", r) {
-			b.WriteRune(r)
-		} else {
-			b.WriteRune('_')
-		}
-	}
-	return b.String()
-}
-
-// checkQuery checks that every metric of query is in the catalogue and is
-// filtered and grouped only by tags it carries, written normalised.
-func checkQuery(t *testing.T, cat map[string]metricInfo, where, query string) []metricRef {
+// checkQuery checks that every metric of a parsed query is in the
+// catalogue and is filtered and grouped only by tags it carries, written
+// normalised.
+func checkQuery(t *testing.T, cat map[string]metricInfo, q parsedQuery) {
 	t.Helper()
-	refs := metricRefs(query)
-	if len(refs) == 0 {
-		t.Errorf("%s: no metric found in query %q", where, query)
+	where := q.where
+	if len(q.refs) == 0 {
+		t.Errorf("%s: no metric found in query %q", where, q.text)
 	}
-	for _, r := range refs {
+	for _, r := range q.refs {
 		info, ok := cat[r.Name]
 		if !ok {
 			t.Errorf("%s: metric %s is not in docs/metrics.md", where, r.Name)
@@ -195,30 +233,27 @@ func checkQuery(t *testing.T, cat map[string]metricInfo, where, query string) []
 		}
 		known := func(key string) bool { return globalTags[key] || info.tags[key] }
 		for _, f := range r.Filters {
-			if f == "*" {
-				continue
-			}
 			if v, ok := strings.CutPrefix(f, "$"); ok {
 				if !globalTags[v] {
 					t.Errorf("%s: %s: template variable %s is not env, service or version", where, r.Name, f)
 				}
 				continue
 			}
-			key, value, _ := strings.Cut(strings.TrimPrefix(f, "!"), ":")
+			tag := strings.TrimPrefix(f, "!")
+			key, _, _ := strings.Cut(tag, ":")
 			if !known(key) {
 				t.Errorf("%s: %s has no tag %q (docs/metrics.md lists %v)", where, r.Name, key, sortedKeys(info.tags))
 			}
-			if n := normaliseTagValue(value); n != value {
-				t.Errorf("%s: %s: tag value %q is not as Datadog stores it: %q", where, r.Name, value, n)
+			if n := ddquery.NormalizeTag(tag); n != tag && !strings.Contains(tag, "*") {
+				t.Errorf("%s: %s: tag %q is not as Datadog stores it: %q", where, r.Name, tag, n)
 			}
 		}
-		for _, key := range r.By {
+		for _, key := range r.GroupBy {
 			if !known(key) {
 				t.Errorf("%s: %s is grouped by %q, a tag it does not carry (docs/metrics.md lists %v)", where, r.Name, key, sortedKeys(info.tags))
 			}
 		}
 	}
-	return refs
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -301,8 +336,9 @@ func walkModel(v reflect.Value, path string, fail func(path, msg string), visit 
 }
 
 // decodeStrict decodes the JSON file into model and walks it; it returns
-// the metric query strings found anywhere in it.
-func decodeStrict(t *testing.T, root, file string, model any) []string {
+// every query found anywhere in it, parsed with ddquery (parse errors fail
+// the test with the file, the field path and the position).
+func decodeStrict(t *testing.T, root, file string, model any) []parsedQuery {
 	t.Helper()
 	data, err := os.ReadFile(file)
 	if rel, err := filepath.Rel(root, file); err == nil {
@@ -315,16 +351,23 @@ func decodeStrict(t *testing.T, root, file string, model any) []string {
 		t.Errorf("%s: does not decode into %T: %v", file, model, err)
 		return nil
 	}
-	var queries []string
+	var queries []parsedQuery
+	fail := func(msg string) { t.Errorf("%s", msg) }
 	walkModel(reflect.ValueOf(model), "$", func(path, msg string) {
 		t.Errorf("%s: %s: %s", file, path, msg)
 	}, func(v reflect.Value, path string) {
-		switch q := v.Addr().Interface().(type) {
-		case *datadogV1.FormulaAndFunctionMetricQueryDefinition:
-			queries = append(queries, q.Query)
-		case *datadogV1.ServiceLevelObjectiveQuery:
-			queries = append(queries, q.Numerator, q.Denominator)
+		if q, ok := v.Addr().Interface().(*datadogV1.ServiceLevelObjectiveQuery); ok {
+			for _, side := range []struct{ field, text string }{{"numerator", q.Numerator}, {"denominator", q.Denominator}} {
+				at := file + ": " + path + "." + side.field
+				if pq, err := ddquery.ParseQuery(side.text); err != nil {
+					fail(syntaxError(at, err))
+				} else {
+					queries = append(queries, parsedQuery{where: at, text: side.text, refs: pq.Metrics(), metric: true})
+				}
+			}
+			return
 		}
+		queries = append(queries, requestQueries(v, file+": "+path, fail)...)
 	})
 	return queries
 }
@@ -387,8 +430,8 @@ func leafWidgets(t *testing.T, file string, ws []datadogV1.Widget, path string, 
 			}
 		}
 		walkModel(chosen, "", func(string, string) {}, func(v reflect.Value, _ string) {
-			if q, ok := v.Addr().Interface().(*datadogV1.FormulaAndFunctionMetricQueryDefinition); ok {
-				for _, r := range metricRefs(q.Query) {
+			for _, q := range requestQueries(v, where, func(string) {}) { // errors: reported by decodeStrict
+				for _, r := range q.refs {
 					info.metrics[r.Name] = true
 				}
 			}
@@ -420,8 +463,9 @@ func TestAssets(t *testing.T) {
 		queries := decodeStrict(t, root, file, &d)
 		base := strings.TrimSuffix(filepath.Base(file), ".json")
 		dashMetrics[base] = map[string]bool{}
-		for i, q := range queries {
-			for _, r := range checkQuery(t, cat, fmt.Sprintf("%s: query %d", rel, i), q) {
+		for _, q := range queries {
+			checkQuery(t, cat, q)
+			for _, r := range q.refs {
 				dashMetrics[base][r.Name] = true
 			}
 		}
@@ -438,9 +482,9 @@ func TestAssets(t *testing.T) {
 		if !slices.Equal(vars, []string{"env", "service", "version"}) {
 			t.Errorf("%s: template_variables %v, want [env service version]", rel, vars)
 		}
-		for i, q := range queries {
-			if !strings.Contains(q, "$env") || !strings.Contains(q, "$service") {
-				t.Errorf("%s: query %d %q: not filtered by $env and $service", rel, i, q)
+		for _, q := range queries {
+			if q.metric && (!strings.Contains(q.text, "$env") || !strings.Contains(q.text, "$service")) {
+				t.Errorf("%s: %q: not filtered by $env and $service", q.where, q.text)
 			}
 		}
 		leafWidgets(t, rel, d.Widgets, "widgets", &widgets)
@@ -451,8 +495,8 @@ func TestAssets(t *testing.T) {
 		rel, _ := filepath.Rel(root, file)
 		var s datadogV1.ServiceLevelObjective
 		queries := decodeStrict(t, root, file, &s)
-		for i, q := range queries {
-			checkQuery(t, cat, fmt.Sprintf("%s: query %d", rel, i), q)
+		for _, q := range queries {
+			checkQuery(t, cat, q)
 		}
 		checkTags(t, rel, s.Tags, rows)
 	}
@@ -464,10 +508,18 @@ func TestAssets(t *testing.T) {
 		rel, _ := filepath.Rel(root, file)
 		var m datadogV1.Monitor
 		queries := decodeStrict(t, root, file, &m)
-		queries = append(queries, m.Query)
+		if pm, err := ddquery.ParseMonitor(m.Query); err != nil {
+			t.Errorf("%s", syntaxError(rel+": $.query", err))
+		} else {
+			queries = append(queries, parsedQuery{where: rel + ": $.query", text: m.Query, refs: pm.Metrics()})
+			if th := m.GetOptions().Thresholds; th != nil && th.Critical != nil && *th.Critical != pm.Threshold {
+				t.Errorf("%s: $.options.thresholds.critical %v differs from the query's threshold %v", rel, *th.Critical, pm.Threshold)
+			}
+		}
 		mi := monitorInfo{file: rel}
 		for _, q := range queries {
-			for _, r := range checkQuery(t, cat, rel+": query", q) {
+			checkQuery(t, cat, q)
+			for _, r := range q.refs {
 				if !slices.Contains(mi.metrics, r.Name) {
 					mi.metrics = append(mi.metrics, r.Name)
 				}
@@ -667,19 +719,48 @@ func checkOptions(t *testing.T, file string, m datadogV1.Monitor, metrics []stri
 	}
 }
 
-// TestMetricRefs pins what the stand-in for ddquery extracts.
-func TestMetricRefs(t *testing.T) {
+// TestQueryErrors proves that a query or formula outside ddquery's subset
+// fails with the file, the field path and the parser's position, and that
+// the metrics of formulas come from their named queries.
+func TestQueryErrors(t *testing.T) {
 	t.Parallel()
-	got := metricRefs("sum(last_5m):sum:shoplab.http.requests{service:shoplab,status_class:5xx} by {env,route}.as_count() / p99:shoplab.checkout.duration{$env,!outcome:timeout}")
-	want := []metricRef{
-		{Name: "shoplab.http.requests", Filters: []string{"service:shoplab", "status_class:5xx"}, By: []string{"env", "route"}},
-		{Name: "shoplab.checkout.duration", Filters: []string{"$env", "!outcome:timeout"}},
+	const dash = `{"title":"x","layout_type":"ordered","widgets":[{"definition":{"type":"timeseries","title":"t","requests":[
+		{"queries":[{"data_source":"metrics","name":"query1","query":"sum:a.b{$env} by {route}.as_count()"},
+		            {"data_source":"metrics","name":"query2","query":"avg:c.d{*}.fill(zero)"},
+		            {"data_source":"metrics","name":"query3","query":"max:e.f{*}"}],
+		 "formulas":[{"formula":"100 * query1 / query3"},{"formula":"query2"},{"formula":"abs(query1)"},{"formula":"query4"}]},
+		{"q":"avg:g.h{Route:/X}"}]}}]}`
+	var d datadogV1.Dashboard
+	if err := json.Unmarshal([]byte(dash), &d); err != nil {
+		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("metricRefs = %+v, want %+v", got, want)
+	var errs []string
+	var got []parsedQuery
+	walkModel(reflect.ValueOf(&d), "$", func(path, msg string) { t.Errorf("%s: %s", path, msg) }, func(v reflect.Value, path string) {
+		got = append(got, requestQueries(v, "d.json: "+path, func(s string) { errs = append(errs, s) })...)
+	})
+	wantErrs := []string{
+		"d.json: $.widgets[0].definition.TimeseriesWidgetDefinition.requests[0].queries[1].query: does not parse with ddquery at column 11: unsupported function .fill()",
+		"d.json: $.widgets[0].definition.TimeseriesWidgetDefinition.requests[0].formulas[2].formula: does not parse with ddquery at column 1: unsupported function abs()",
+		"d.json: $.widgets[0].definition.TimeseriesWidgetDefinition.requests[0].formulas[3].formula: does not parse with ddquery at column 1: formula names \"query4\"",
+		"d.json: $.widgets[0].definition.TimeseriesWidgetDefinition.requests[1].q: does not parse with ddquery at column 9",
 	}
-	if got := normaliseTagValue("/orders/{userId}"); got != "/orders/_userid_" {
-		t.Errorf("normaliseTagValue = %q", got)
+	if len(errs) != len(wantErrs) {
+		t.Fatalf("errors:\n%s\nwant %d", strings.Join(errs, "\n"), len(wantErrs))
+	}
+	for i, want := range wantErrs {
+		if !strings.HasPrefix(errs[i], want) {
+			t.Errorf("error %d = %s\nwant prefix %s", i, errs[i], want)
+		}
+	}
+	var names []string
+	for _, q := range got {
+		for _, r := range q.refs {
+			names = append(names, r.Name)
+		}
+	}
+	if want := []string{"a.b", "e.f", "a.b", "e.f"}; !slices.Equal(names, want) {
+		t.Errorf("metrics of queries and formulas = %v, want %v", names, want)
 	}
 }
 

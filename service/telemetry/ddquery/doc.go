@@ -27,6 +27,9 @@
 //	modifier     = ".as_count()" | ".as_rate()"
 //	             | ".rollup(" ( "avg" | "sum" | "min" | "max" | "count" ) [ "," seconds ] ")" .
 //
+//	formula      = expr .   (ParseFormula: primary is number | "(" expr ")"
+//	                         | "default_zero" "(" expr ")" | query_name)
+//
 // Spaces are allowed between tokens. Anything else — other functions
 // (.fill(), .weighted(), abs(), ...), "IN (...)", "AND"/"OR" filters,
 // "==" and "!=", a tag that is not in normalised form, a metric query

@@ -1,6 +1,7 @@
 package ddquery_test
 
 import (
+	"errors"
 	"math"
 	"reflect"
 	"strings"
@@ -186,5 +187,55 @@ func TestSeriesTagsAndOrder(t *testing.T) {
 	}
 	if !reflect.DeepEqual(series, want) {
 		t.Errorf("got %+v, want %+v", series, want)
+	}
+}
+
+// TestParseFormula evaluates a dashboard formula over its named queries as
+// the same arithmetic written between the queries, and refuses names that
+// are not queries and metric queries inside the formula.
+func TestParseFormula(t *testing.T) {
+	t.Parallel()
+	samples := []ddquery.Sample{
+		smp(1, "m.req", "c", 8, "status_class:2xx"),
+		smp(2, "m.req", "c", 2, "status_class:5xx"),
+		smp(11, "m.req", "c", 5, "status_class:2xx"),
+	}
+	q1, err := ddquery.ParseQuery("sum:m.req{status_class:5xx}.as_count()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2, err := ddquery.ParseQuery("sum:m.req{*}.as_count()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := map[string]*ddquery.Query{"query1": q1, "query2": q2}
+	f, err := ddquery.ParseFormula("100 * query1 / query2", named)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.Metrics()); got != 2 {
+		t.Errorf("Metrics() has %d queries, want 2", got)
+	}
+	series, err := f.Eval(samples, at(0), at(20), 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := vals(series, at(0), 10*time.Second, 2)
+	if want := map[string][]float64{"*": {20, 0}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("100 * query1 / query2 = %v, want %v", got, want)
+	}
+	for formula, wantMsg := range map[string]string{
+		"query1 / query3":        `"query3", which is not one of its queries`,
+		"query1 + sum:m.req{*}":  "holds no metric query",
+		"abs(query1)":            "unsupported function abs()",
+		"query1 query2":          "unexpected",
+		"100 * (query1 / query2": `expected ")"`,
+		"query10 - query1":       `"query10"`,
+	} {
+		_, err := ddquery.ParseFormula(formula, named)
+		var se *ddquery.SyntaxError
+		if !errors.As(err, &se) || !strings.Contains(se.Msg, wantMsg) {
+			t.Errorf("ParseFormula(%q) = %v, want a SyntaxError with %q", formula, err, wantMsg)
+		}
 	}
 }

@@ -165,6 +165,34 @@ func ParseQuery(q string) (*Query, error) {
 	return &Query{text: q, root: root}, nil
 }
 
+// ParseFormula parses a dashboard formula of the Dashboards API's
+// "queries" + "formulas" request shape: an arithmetic expression of
+// numbers and the names of the request's queries ("100 * query1 / query2"),
+// each name standing for its query, already parsed with ParseQuery. The
+// result evaluates like the same arithmetic written between the queries
+// (https://docs.datadoghq.com/dashboards/functions/ ,
+// https://docs.datadoghq.com/dashboards/widgets/timeseries/ , "formulas").
+// It returns a *SyntaxError (positions in formula) for a name that is not
+// one of queries, and for anything ParseQuery would refuse.
+func ParseFormula(formula string, queries map[string]*Query) (*Query, error) {
+	names := make(map[string]*Query, len(queries))
+	for name, q := range queries {
+		if q != nil {
+			names[name] = q
+		}
+	}
+	p := &parser{s: formula, names: names}
+	root, err := p.parseExpr()
+	if err != nil {
+		return nil, err
+	}
+	p.skipSpace()
+	if p.pos < len(p.s) {
+		return nil, p.errf(p.pos, "unexpected %q", p.rest(12))
+	}
+	return &Query{text: formula, root: root}, nil
+}
+
 // ParseMonitor parses a metric monitor query such as
 // "sum(last_5m):sum:shoplab.http.requests{status_class:5xx}.as_count() > 10".
 // It returns a *SyntaxError for anything outside the subset documented in
@@ -262,6 +290,9 @@ func parseWindow(w string) (time.Duration, error) {
 type parser struct {
 	s   string
 	pos int
+	// names are the named queries a formula may refer to (ParseFormula);
+	// nil outside formulas.
+	names map[string]*Query
 }
 
 func (p *parser) errf(pos int, format string, args ...any) error {
@@ -442,10 +473,19 @@ func (p *parser) parsePrimary() (node, error) {
 			}
 			return &funcNode{pos: start, name: w, arg: x}, nil
 		case ':':
+			if p.names != nil {
+				return nil, p.errf(start, "a formula names its queries (query1, ...); it holds no metric query")
+			}
 			p.pos++
 			return p.parseMetric(start, w)
 		case '{':
 			return nil, p.errf(start, "metric query %q has no space aggregator (write avg:, sum:, min:, max:, count: or pNN:)", w)
+		}
+		if p.names != nil {
+			if q, ok := p.names[w]; ok {
+				return q.root, nil
+			}
+			return nil, p.errf(start, "formula names %q, which is not one of its queries", w)
 		}
 		return nil, p.errf(start, "expected a space aggregator and ':' or a function and '(' after %q", w)
 	}
