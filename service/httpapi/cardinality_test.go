@@ -201,7 +201,7 @@ func TestMetricCardinality(t *testing.T) {
 	db := postgres.New(pool)
 	// A short lock timeout, so that the workload's 503 checkout is quick.
 	db.CheckoutTimeouts.Lock = 200 * time.Millisecond
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := db.Seed(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func newWorkload(t *testing.T, e *testEnv) *workload {
 }
 
 func (w *workload) ids(t *testing.T, query string) []string {
-	rows, err := w.e.db.Pool.Query(context.Background(), query)
+	rows, err := w.e.db.Pool.Query(t.Context(), query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,7 +504,7 @@ func (w *workload) round(t *testing.T) {
 // past the lock timeout: a 503 with outcome:timeout.
 func (w *workload) checkoutTimeout(t *testing.T) {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	// A connection of its own, without the service's query tracer: the
 	// test's statement is not the service's.
 	cfg := w.e.db.Pool.Config().ConnConfig.Copy()

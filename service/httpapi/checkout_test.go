@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -380,7 +379,7 @@ func TestCheckoutIdempotency(t *testing.T) {
 			t.Errorf("stock %d, %d orders; want 7 and 2", s, n)
 		}
 		expire(k)
-		n, err := e.db.DeleteExpiredIdempotencyKeys(context.Background())
+		n, err := e.db.DeleteExpiredIdempotencyKeys(t.Context())
 		if err != nil || n < 1 {
 			t.Fatalf("cleanup: %d, %v", n, err)
 		}
@@ -401,14 +400,15 @@ func TestCheckoutBoundedWaits(t *testing.T) {
 
 	holdRowLock := func(t *testing.T, e *testEnv, product string) func() {
 		t.Helper()
-		tx, err := e.db.Pool.Begin(context.Background())
+		ctx := t.Context() // release is called before t's cleanups
+		tx, err := e.db.Pool.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tx.Exec(context.Background(), `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, product); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, product); err != nil {
 			t.Fatal(err)
 		}
-		return func() { _ = tx.Rollback(context.Background()) }
+		return func() { _ = tx.Rollback(ctx) }
 	}
 	check503 := func(t *testing.T, e *testEnv, res response, elapsed, bound time.Duration) {
 		t.Helper()
@@ -476,12 +476,12 @@ func TestCheckoutBoundedWaits(t *testing.T) {
 		e.db.CheckoutTimeouts = generous
 		user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user3@example.com'`)
 		product := e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Last Ones', 9.99, 5) RETURNING id::text`)
-		tx, err := e.db.Pool.Begin(context.Background())
+		tx, err := e.db.Pool.Begin(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer tx.Rollback(context.Background()) //nolint:errcheck
-		if _, err := tx.Exec(context.Background(), `UPDATE products SET inventory = 0 WHERE id = $1`, product); err != nil {
+		defer tx.Rollback(t.Context()) //nolint:errcheck
+		if _, err := tx.Exec(t.Context(), `UPDATE products SET inventory = 0 WHERE id = $1`, product); err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan response, 1)
@@ -494,7 +494,7 @@ func TestCheckoutBoundedWaits(t *testing.T) {
 			t.Fatalf("answered while the stock's lock was held: %d %s", res.status, res.body)
 		case <-time.After(300 * time.Millisecond):
 		}
-		if err := tx.Commit(context.Background()); err != nil {
+		if err := tx.Commit(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		res := <-done
@@ -513,7 +513,7 @@ func TestCheckoutBoundedWaits(t *testing.T) {
 		e.db.CheckoutTimeouts = postgres.Timeouts{Acquire: 200 * time.Millisecond, Lock: time.Second, Statement: time.Second}
 		user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user3@example.com'`)
 		product := e.id(t, `SELECT id::text FROM products WHERE inventory >= 10 LIMIT 1`)
-		conn, err := e.db.Pool.Acquire(context.Background()) // the only connection
+		conn, err := e.db.Pool.Acquire(t.Context()) // the only connection
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -180,7 +179,7 @@ func TestImportFormats(t *testing.T) {
 			if len(raw) != 3 {
 				t.Errorf("answer has members %v, want the original's message, duration, count", raw)
 			}
-			dbRows, err := e.db.Pool.Query(context.Background(),
+			dbRows, err := e.db.Pool.Query(t.Context(),
 				`SELECT name, description, (price * 100)::bigint, inventory, sku FROM products WHERE name LIKE $1 || ' %' ORDER BY name`, f.name)
 			if err != nil {
 				t.Fatal(err)
@@ -516,10 +515,10 @@ func TestImportSKU(t *testing.T) {
 		e.importOK(t, importPath, "application/json", body("application/json", rows))
 		var xmins []string
 		q := `SELECT string_agg(xmin::text, ',' ORDER BY sku) FROM products WHERE sku LIKE 'SKU-Same-%'`
-		_ = e.db.Pool.QueryRow(context.Background(), q).Scan(&xmins)
+		_ = e.db.Pool.QueryRow(t.Context(), q).Scan(&xmins)
 		a, _ := e.importOK(t, importPath, "application/json", body("application/json", rows))
 		var after []string
-		_ = e.db.Pool.QueryRow(context.Background(), q).Scan(&after)
+		_ = e.db.Pool.QueryRow(t.Context(), q).Scan(&after)
 		if a.Count != 5 || *a.Updated != 5 || !slices.Equal(xmins, after) {
 			t.Errorf("answer %+v; row versions %v -> %v, want unchanged", a, xmins, after)
 		}

@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -23,7 +22,7 @@ import (
 func TestCheckoutLockWaitTimedOnLockStatement(t *testing.T) {
 	mt := telemetrytest.MockTracer(t)
 	e := newEnv(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user3@example.com'`)
 	const hold = 600 * time.Millisecond
 	e.db.CheckoutTimeouts.Lock = 1500 * time.Millisecond

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -43,7 +42,7 @@ func newEnv(t testing.TB, configure ...func(*pgxpool.Config)) *testEnv {
 		}
 	})
 	db := postgres.New(pool)
-	if _, err := db.Seed(context.Background()); err != nil {
+	if _, err := db.Seed(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	return serve(t, db, testConfig(), tel, stats, logs)
@@ -123,7 +122,7 @@ func (e *testEnv) postJSON(t testing.TB, path string, v any, headers ...string) 
 func (e *testEnv) scalar(t testing.TB, query string, args ...any) int {
 	t.Helper()
 	var n int
-	if err := e.db.Pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+	if err := e.db.Pool.QueryRow(t.Context(), query, args...).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -132,7 +131,7 @@ func (e *testEnv) scalar(t testing.TB, query string, args ...any) int {
 func (e *testEnv) id(t testing.TB, query string, args ...any) string {
 	t.Helper()
 	var s string
-	if err := e.db.Pool.QueryRow(context.Background(), query, args...).Scan(&s); err != nil {
+	if err := e.db.Pool.QueryRow(t.Context(), query, args...).Scan(&s); err != nil {
 		t.Fatal(err)
 	}
 	return s

@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -24,7 +23,7 @@ func newProductEnv(t testing.TB, cfg httpapi.Config, searchTimeout time.Duration
 	t.Helper()
 	db := postgres.New(pgtest.New(t))
 	db.SearchTimeouts = postgres.Timeouts{Statement: searchTimeout}
-	if _, err := db.Seed(context.Background()); err != nil {
+	if _, err := db.Seed(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	tel, stats, logs := telemetrytest.New(t)
@@ -513,7 +512,7 @@ func TestSearch(t *testing.T) {
 	t.Run("TimeoutIs503WithRetryAfter", func(t *testing.T) {
 		// A search stuck behind an ACCESS EXCLUSIVE lock (a careless
 		// migration) runs past its 300ms statement_timeout.
-		ctx := context.Background()
+		ctx := t.Context()
 		tx, err := e.db.Pool.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)

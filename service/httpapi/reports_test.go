@@ -51,7 +51,7 @@ func newReportEnv(t *testing.T, o reportOpts) *reportEnv {
 	if o.maxConns == 0 {
 		o.maxConns = 3
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	dsn := pgtest.NewDatabase(t)
 	tel, stats, logs := telemetrytest.New(t)
 	app := tel.Config.AppName
@@ -101,7 +101,7 @@ func newReportEnv(t *testing.T, o reportOpts) *reportEnv {
 // bulkUser adds a user with n generated orders and returns its id.
 func (e *reportEnv) bulkUser(t *testing.T, n int) string {
 	t.Helper()
-	id, err := e.db.SeedBulkUser(context.Background(), fmt.Sprintf("bulk%d@example.com", n), "Bulk User", n)
+	id, err := e.db.SeedBulkUser(t.Context(), fmt.Sprintf("bulk%d@example.com", n), "Bulk User", n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ type reportFacts struct {
 func (e *reportEnv) facts(t *testing.T, userID string) reportFacts {
 	t.Helper()
 	var f reportFacts
-	err := e.db.Pool.QueryRow(context.Background(), `
+	err := e.db.Pool.QueryRow(t.Context(), `
 SELECT (SELECT count(*) FROM orders WHERE customer_id = $1),
        (SELECT count(DISTINCT o.id) FROM orders o JOIN order_items oi ON oi.order_id = o.id WHERE o.customer_id = $1),
        (SELECT count(*) FROM orders o JOIN order_items oi ON oi.order_id = o.id WHERE o.customer_id = $1),
@@ -223,7 +223,7 @@ func TestReportSummary(t *testing.T) {
 			return nil
 		}}
 	}})
-	ctx := context.Background()
+	ctx := t.Context()
 	heavy := e.id(t, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
 	bulk := e.bulkUser(t, 2000)
 
@@ -458,7 +458,7 @@ func TestReportStreamsBeforeLastRow(t *testing.T) {
 		t.Helper()
 		hook.Store(&h)
 		t.Cleanup(func() { hook.Store(nil) })
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		t.Cleanup(cancel)
 		req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/reports/orders/"+user+"?format=csv", nil)
 		res, err := e.srv.Client().Do(req)
@@ -544,7 +544,7 @@ func TestReportClientGone(t *testing.T) {
 	t.Run("DuringQuery", func(t *testing.T) {
 		// The summary waits for a lock that is held throughout: the
 		// statement can only end if the cancellation reaches Postgres.
-		ctx := context.Background()
+		ctx := t.Context()
 		lock, err := e.db.Pool.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -626,7 +626,7 @@ func TestReportLimit(t *testing.T) {
 func TestReportPoolExhausted(t *testing.T) {
 	t.Parallel()
 	e := newReportEnv(t, reportOpts{maxConns: 2, maxConcurrent: 2, maxDuration: 3 * time.Second})
-	ctx := context.Background()
+	ctx := t.Context()
 	heavy := e.id(t, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
 	user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user1@example.com'`)
 	product := e.id(t, `SELECT id::text FROM products WHERE inventory >= 10 ORDER BY id LIMIT 1`)
@@ -709,7 +709,7 @@ func TestReportPoolExhausted(t *testing.T) {
 // off after it (never a short file that looks complete).
 func TestReportTimeouts(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	var mu sync.Mutex
 	var locker *pgxpool.Pool
 	var lockTx pgx.Tx

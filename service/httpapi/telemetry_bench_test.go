@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -60,7 +59,7 @@ func BenchmarkTelemetryOverhead(b *testing.B) {
 		if tracer {
 			pc.ConnConfig.Tracer = telemetry.NewQueryTracer(on)
 		}
-		pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+		pool, err := pgxpool.NewWithConfig(b.Context(), pc)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -68,7 +67,7 @@ func BenchmarkTelemetryOverhead(b *testing.B) {
 		return postgres.New(pool)
 	}
 	dbOn, dbOff := open(true), open(false)
-	if _, err := dbOn.Seed(context.Background()); err != nil {
+	if _, err := dbOn.Seed(b.Context()); err != nil {
 		b.Fatal(err)
 	}
 	envOn, envOff := serve(b, dbOn, testConfig(), on, nil, nil), serve(b, dbOff, testConfig(), off, nil, nil)

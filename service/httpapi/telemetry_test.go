@@ -149,7 +149,7 @@ func TestTelemetryPerEndpoint(t *testing.T) {
 func TestCheckoutLockWait(t *testing.T) {
 	mt := telemetrytest.MockTracer(t)
 	e := newEnv(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user3@example.com'`)
 	product := e.id(t, `SELECT id::text FROM products WHERE inventory >= 10 ORDER BY id DESC LIMIT 1`)
 

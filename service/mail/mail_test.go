@@ -2,7 +2,6 @@ package mail_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -183,7 +182,7 @@ func newSender(t *testing.T, cfg mail.Config) *mail.Sender {
 
 func TestSend(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 
 	t.Run("OK", func(t *testing.T) {
 		t.Parallel()

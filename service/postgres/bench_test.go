@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -40,7 +39,7 @@ var (
 // About 20% have no description, like the seed.
 func loadCatalogue(b *testing.B, db *postgres.DB, n int) {
 	b.Helper()
-	ctx := context.Background()
+	ctx := b.Context()
 	exec(b, db, `DROP INDEX products_name_trgm_idx, products_description_trgm_idx`)
 	r := rand.New(rand.NewPCG(7, 42))
 	pick := func(words []string) string { return words[r.IntN(len(words))] }
@@ -80,7 +79,7 @@ func loadCatalogue(b *testing.B, db *postgres.DB, n int) {
 
 func exec(b *testing.B, db *postgres.DB, sql string) {
 	b.Helper()
-	if _, err := db.Pool.Exec(context.Background(), sql); err != nil {
+	if _, err := db.Pool.Exec(b.Context(), sql); err != nil {
 		b.Fatalf("%s: %v", sql, err)
 	}
 }
@@ -96,7 +95,7 @@ func BenchmarkProductSearch(b *testing.B) {
 	db := postgres.New(pgtest.New(b))
 	db.SearchTimeouts = postgres.Timeouts{Statement: time.Minute}
 	loadCatalogue(b, db, benchProducts)
-	ctx := context.Background()
+	ctx := b.Context()
 
 	queries := []struct{ name, q string }{
 		{"one_model_number", "M-04217"},      // one product
@@ -153,7 +152,7 @@ func BenchmarkProductSearch(b *testing.B) {
 // returns its scan nodes and execution time on one line.
 func explainAnalyze(b *testing.B, db *postgres.DB, q string) string {
 	b.Helper()
-	rows, err := db.Pool.Query(context.Background(), "EXPLAIN (ANALYZE, COSTS OFF) "+postgres.SearchProductsSQL,
+	rows, err := db.Pool.Query(b.Context(), "EXPLAIN (ANALYZE, COSTS OFF) "+postgres.SearchProductsSQL,
 		"%"+postgres.EscapeLike(q)+"%", q, 20, 0)
 	if err != nil {
 		b.Fatal(err)

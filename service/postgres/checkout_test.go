@@ -38,7 +38,7 @@ func TestCheckoutRoundTrips(t *testing.T) {
 	rt := &roundTrips{}
 	pool := pgtest.NewWithConfig(t, func(c *pgxpool.Config) { c.ConnConfig.Tracer = rt; c.MaxConns = 1 })
 	db := postgres.New(pool)
-	ctx := context.Background()
+	ctx := t.Context()
 	var user, product string
 	if err := pool.QueryRow(ctx, `INSERT INTO customers (email, name) VALUES ('rt@example.com', 'RT') RETURNING id::text`).Scan(&user); err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestCheckoutRoundTrips(t *testing.T) {
 func TestReserveStockRefusesShortfall(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.New(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	var a, b string
 	if err := pool.QueryRow(ctx, `INSERT INTO products (name, price, inventory) VALUES ('A', 1, 5) RETURNING id::text`).Scan(&a); err != nil {
 		t.Fatal(err)

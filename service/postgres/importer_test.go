@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -45,7 +44,7 @@ func (s *genSource) Err() error               { return s.err }
 func TestImportProducts(t *testing.T) {
 	t.Parallel()
 	db := postgres.New(pgtest.New(t))
-	ctx := context.Background()
+	ctx := t.Context()
 	count := func(t *testing.T) int {
 		t.Helper()
 		var n int

@@ -28,7 +28,7 @@ func seeded(t *testing.T) (*postgres.DB, *queryCounter) {
 	qc := &queryCounter{}
 	pool := pgtest.NewWithConfig(t, func(c *pgxpool.Config) { c.ConnConfig.Tracer = qc })
 	db := postgres.New(pool)
-	if _, err := db.Seed(context.Background()); err != nil {
+	if _, err := db.Seed(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	return db, qc
@@ -37,7 +37,7 @@ func seeded(t *testing.T) (*postgres.DB, *queryCounter) {
 func heavyUserID(t *testing.T, db *postgres.DB) string {
 	t.Helper()
 	var id string
-	if err := db.Pool.QueryRow(context.Background(), `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`).Scan(&id); err != nil {
+	if err := db.Pool.QueryRow(t.Context(), `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -46,7 +46,7 @@ func heavyUserID(t *testing.T, db *postgres.DB) string {
 func TestSeed(t *testing.T) {
 	t.Parallel()
 	db, _ := seeded(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	st, err := db.Seed(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func TestSeed(t *testing.T) {
 func TestOrdersByUser(t *testing.T) {
 	t.Parallel()
 	db, qc := seeded(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	id := heavyUserID(t, db)
 
 	t.Run("HeavyUserInTwoQueries", func(t *testing.T) {

@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -20,7 +19,7 @@ func ptr[T any](v T) *T { return &v }
 // addProduct inserts a product directly and returns its id.
 func addProduct(t *testing.T, db *postgres.DB, name string, desc *string) string {
 	t.Helper()
-	p, err := db.CreateProduct(context.Background(), shop.NewProduct{Name: name, Description: desc, Price: 100, Inventory: 5})
+	p, err := db.CreateProduct(t.Context(), shop.NewProduct{Name: name, Description: desc, Price: 100, Inventory: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +37,7 @@ func names(ps []shop.Product) []string {
 func TestSearchProducts(t *testing.T) {
 	t.Parallel()
 	db, _ := seeded(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	for _, p := range []struct {
 		name string
 		desc *string
@@ -143,7 +142,7 @@ func TestSearchProducts(t *testing.T) {
 // transaction rolled back afterwards.
 func explain(t *testing.T, db *postgres.DB, setup, sql string, args ...any) string {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	tx, err := db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +171,7 @@ func TestSearchTimeout(t *testing.T) {
 	t.Parallel()
 	db, _ := seeded(t)
 	db.SearchTimeouts = postgres.Timeouts{Statement: 200 * time.Millisecond}
-	ctx := context.Background()
+	ctx := t.Context()
 	tx, err := db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +200,7 @@ func TestSearchTimeout(t *testing.T) {
 func TestListProductsKeyset(t *testing.T) {
 	t.Parallel()
 	db, _ := seeded(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	// Ten products created in one statement share created_at: the id breaks the tie.
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO products (name, price, inventory, created_at)
 SELECT 'Twin ' || i, 1, 1, '2030-01-01T00:00:00Z' FROM generate_series(1, 10) i`); err != nil {
@@ -268,7 +267,7 @@ SELECT 'Twin ' || i, 1, 1, '2030-01-01T00:00:00Z' FROM generate_series(1, 10) i`
 func TestUpdateProduct(t *testing.T) {
 	t.Parallel()
 	db, _ := seeded(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	id := addProduct(t, db, "Patchable", nil)
 
 	t.Run("Partial", func(t *testing.T) {
@@ -320,7 +319,7 @@ func TestUpdateProduct(t *testing.T) {
 func TestDescriptionMigrationPath(t *testing.T) {
 	t.Parallel()
 	db, _ := seeded(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	const addRequired = `ALTER TABLE products ADD CONSTRAINT products_description_required CHECK (description IS NOT NULL) NOT VALID`
 	missing := func() int {
 		var n int

@@ -15,7 +15,7 @@ import (
 func TestSeedBulkUser(t *testing.T) {
 	t.Parallel()
 	db, _ := seeded(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	id, err := db.SeedBulkUser(ctx, "bulk@example.com", "Bulk", 1000)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +44,7 @@ SELECT (SELECT count(*) FROM orders WHERE customer_id = $1),
 func TestReportsStore(t *testing.T) {
 	t.Parallel()
 	db, _ := seeded(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	heavy := heavyUserID(t, db)
 	r := postgres.NewReports(db.Pool, 5*time.Second)
 
@@ -116,7 +116,7 @@ FROM orders o JOIN order_items oi ON oi.order_id = o.id WHERE o.customer_id = $1
 	})
 
 	t.Run("ErrCanceled", func(t *testing.T) {
-		cctx, cancel := context.WithCancel(ctx)
+		cctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		if err := r.StreamReport(cctx, heavy, 0, func(shop.ReportLine) error { return nil }); !errors.Is(err, context.Canceled) {
 			t.Errorf("%v, want context.Canceled", err)

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"errors"
 	"testing"
 
@@ -16,7 +15,7 @@ import (
 // real schema change: TestUsersSchemaSwitch.)
 func TestUsersSchemaRunDelivered(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	var s usersSchema
 	s.mode.Store(int32(usersLegacy)) // known: run needs no pool until it would re-detect
 

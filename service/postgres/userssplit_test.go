@@ -20,7 +20,7 @@ import (
 // with orders), and a product to buy.
 func preSplit(t *testing.T) (*pgxpool.Pool, postgres.Migrator) {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), pgtest.NewDatabaseAt(t, postgres.UsersSplitTables-1))
+	pool, err := pgxpool.New(t.Context(), pgtest.NewDatabaseAt(t, postgres.UsersSplitTables-1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func preSplit(t *testing.T) (*pgxpool.Pool, postgres.Migrator) {
 
 func mustExec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 	t.Helper()
-	if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
+	if _, err := pool.Exec(t.Context(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
@@ -50,7 +50,7 @@ func mustExec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
 	t.Helper()
 	var n int
-	if err := pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+	if err := pool.QueryRow(t.Context(), sql, args...).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return n
@@ -70,7 +70,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // the contract step leaves customers, merchants and orders.customer_id.
 func TestUsersSplitBackfillVerifyContract(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	pool, mig := preSplit(t)
 	db := postgres.New(pool)
 
@@ -228,7 +228,7 @@ func TestUsersSplitBackfillVerifyContract(t *testing.T) {
 // re-detects and runs it again).
 func TestUsersSchemaSwitch(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	pool, mig := preSplit(t)
 	if err := mig.UpTo(ctx, postgres.UsersSplitSync); err != nil {
 		t.Fatal(err)

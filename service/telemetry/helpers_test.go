@@ -1,7 +1,6 @@
 package telemetry_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -38,7 +37,7 @@ func newPool(t *testing.T, tel *telemetry.Telemetry, setup string, extra ...pgx.
 func newPoolWith(t *testing.T, tel *telemetry.Telemetry, setup string, configure func(*pgxpool.Config), extra ...pgx.QueryTracer) *pgxpool.Pool {
 	t.Helper()
 	cfg := scratchDB(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	if setup != "" {
 		conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig.Copy())
 		if err != nil {

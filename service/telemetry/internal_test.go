@@ -64,9 +64,9 @@ func TestCopyName(t *testing.T) {
 
 func TestQueryOutcome(t *testing.T) {
 	t.Parallel()
-	canceled, cancel := context.WithCancel(context.Background())
+	canceled, cancel := context.WithCancel(t.Context())
 	cancel()
-	bg := context.Background()
+	bg := t.Context()
 	pg := func(code string) error { return fmt.Errorf("wrapped: %w", &pgconn.PgError{Code: code}) }
 	for _, c := range []struct {
 		ctx  context.Context

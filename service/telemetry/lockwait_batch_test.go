@@ -27,7 +27,7 @@ SELECT n FROM items WHERE id = $1 FOR UPDATE`
 // function is called (or the test ends).
 func holdRow(t *testing.T, pool *pgxpool.Pool, id int) (release func()) {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +35,8 @@ func holdRow(t *testing.T, pool *pgxpool.Pool, id int) (release func()) {
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM items WHERE id = $1 FOR UPDATE`, id); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	// t.Context() is done by the time cleanups run.
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
 	return func() {
 		if err := tx.Rollback(ctx); err != nil {
 			t.Error(err)
@@ -52,7 +53,7 @@ func TestBatchLockWaitCharged(t *testing.T) {
 	tel, capture, logs := telemetrytest.New(t)
 	tel.Config.SlowQuery = 100 * time.Millisecond
 	pool := newPoolWith(t, tel, itemsSchema, func(c *pgxpool.Config) { c.MaxConns = 3 })
-	ctx := context.Background()
+	ctx := t.Context()
 	const hold = 300 * time.Millisecond
 
 	// sendBatch runs queries (each with arg 1 if it takes one) as one batch

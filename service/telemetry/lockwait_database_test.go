@@ -19,7 +19,7 @@ func TestSampleLockWaitsThisDatabaseOnly(t *testing.T) {
 	tel, capture, _ := telemetrytest.New(t)
 	pool := newPool(t, tel, itemsSchema)
 	other := scratchDB(t) // another database on the same server
-	ctx := context.Background()
+	ctx := t.Context()
 
 	// connect opens a connection to the database of cfg with the service's
 	// application_name, without the tracer.

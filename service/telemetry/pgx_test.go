@@ -43,7 +43,7 @@ func TestQueryTracer(t *testing.T) {
 	pool := newPool(t, tel, itemsSchema)
 
 	t.Run("OK", func(t *testing.T) {
-		parent, ctx := tracer.StartSpanFromContext(context.Background(), "test.parent")
+		parent, ctx := tracer.StartSpanFromContext(t.Context(), "test.parent")
 		var n int
 		if err := pool.QueryRow(ctx, qSelectOne, 41).Scan(&n); err != nil || n != 42 {
 			t.Fatalf("query: %v %d", err, n)
@@ -91,7 +91,7 @@ func TestQueryTracer(t *testing.T) {
 	})
 
 	t.Run("Unnamed", func(t *testing.T) {
-		if _, err := pool.Exec(context.Background(), "SELECT 'secret literal'"); err != nil {
+		if _, err := pool.Exec(t.Context(), "SELECT 'secret literal'"); err != nil {
 			t.Fatal(err)
 		}
 		capture.WaitFor(t, telemetry.MetricDBQueryDuration, "query:unnamed", "outcome:ok")
@@ -106,7 +106,7 @@ func TestQueryTracer(t *testing.T) {
 	})
 
 	t.Run("ErrLockNotAvailable", func(t *testing.T) {
-		ctx := context.Background()
+		ctx := t.Context()
 		holder, err := pool.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -147,7 +147,7 @@ func TestQueryTracer(t *testing.T) {
 	})
 
 	t.Run("ErrStatementTimeout", func(t *testing.T) {
-		ctx := context.Background()
+		ctx := t.Context()
 		tx, err := pool.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -165,7 +165,7 @@ func TestQueryTracer(t *testing.T) {
 	})
 
 	t.Run("ErrContextDeadline", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), 150*time.Millisecond)
 		defer cancel()
 		if _, err := pool.Exec(ctx, "-- name: test.sleep_deadline\nSELECT pg_sleep(2)"); err == nil {
 			t.Fatal("want an error")
@@ -174,7 +174,7 @@ func TestQueryTracer(t *testing.T) {
 	})
 
 	t.Run("SlowQueryLog", func(t *testing.T) {
-		parent, ctx := tracer.StartSpanFromContext(context.Background(), "test.parent")
+		parent, ctx := tracer.StartSpanFromContext(t.Context(), "test.parent")
 		if _, err := pool.Exec(ctx, "-- name: test.slow\nSELECT pg_sleep(0.12)"); err != nil {
 			t.Fatal(err)
 		}
@@ -210,7 +210,7 @@ func TestQueryTracer(t *testing.T) {
 	})
 
 	t.Run("BatchAndCopy", func(t *testing.T) {
-		ctx := context.Background()
+		ctx := t.Context()
 		b := &pgx.Batch{}
 		b.Queue(qSelectOne, 1)
 		b.Queue("-- name: test.count_items\nSELECT count(*) FROM items")
@@ -233,7 +233,7 @@ func TestQueryTracer(t *testing.T) {
 	})
 
 	t.Run("Transactions", func(t *testing.T) {
-		ctx := context.Background()
+		ctx := t.Context()
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, qSelectOne, 1)
 			return err
@@ -253,7 +253,7 @@ func TestLockWait(t *testing.T) {
 	t.Parallel()
 	tel, capture, _ := telemetrytest.New(t)
 	pool := newPoolWith(t, tel, itemsSchema, func(c *pgxpool.Config) { c.MaxConns = 2 })
-	ctx := context.Background()
+	ctx := t.Context()
 
 	// An uncontended run first, so that the tracer has a baseline.
 	if _, err := pool.Exec(ctx, qBumpItem, 1); err != nil {
@@ -319,7 +319,7 @@ func TestReportPoolStats(t *testing.T) {
 	t.Parallel()
 	tel, capture, _ := telemetrytest.New(t)
 	pool := newPool(t, tel, "")
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -362,7 +362,7 @@ func TestMultiTracer(t *testing.T) {
 	if _, ok := pool.Config().ConnConfig.Tracer.(pgx.CopyFromTracer); !ok {
 		t.Error("MultiTracer does not implement pgx.CopyFromTracer")
 	}
-	if _, err := pool.Exec(context.Background(), qSelectOne, 1); err != nil {
+	if _, err := pool.Exec(t.Context(), qSelectOne, 1); err != nil {
 		t.Fatal(err)
 	}
 	if counter.n.Load() != 1 {
@@ -379,7 +379,7 @@ func TestQueryTracerNoTracer(t *testing.T) {
 	telemetrytest.LockTracer(t) // the global tracer is the no-op one while we hold it
 	tel, capture, _ := telemetrytest.New(t)
 	pool := newPool(t, tel, itemsSchema)
-	ctx := context.Background()
+	ctx := t.Context()
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, qBumpItem, 3); err != nil {
 			return err

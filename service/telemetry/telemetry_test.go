@@ -2,7 +2,6 @@ package telemetry_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net"
 	"strconv"
@@ -61,7 +60,7 @@ func TestNewWithoutAgent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	span, ctx := tracer.StartSpanFromContext(context.Background(), "test.op")
+	span, ctx := tracer.StartSpanFromContext(t.Context(), "test.op")
 	telemetry.Logger(ctx, tel.Log).Info("inside span")
 	span.Finish()
 	for i := 0; i < 100; i++ {
@@ -150,7 +149,7 @@ func TestNewInvalidLevel(t *testing.T) {
 func TestLoggerWithoutSpan(t *testing.T) {
 	t.Parallel()
 	log, logs := telemetrytest.Observer(t, zapcore.InfoLevel)
-	telemetry.Logger(context.Background(), log).Info("no span")
+	telemetry.Logger(t.Context(), log).Info("no span")
 	f := logs.All()[0].ContextMap()
 	if _, ok := f["dd.trace_id"]; ok {
 		t.Errorf("dd.trace_id without a span: %v", f)

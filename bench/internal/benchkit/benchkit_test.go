@@ -1,7 +1,6 @@
 package benchkit
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -81,7 +80,7 @@ func TestStartShopd(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		t.Setenv("BENCHKIT_FAKE_SHOPD", "serve")
 		logPath := filepath.Join(t.TempDir(), "shopd.log")
-		s, err := StartShopd(context.Background(), ShopdConfig{
+		s, err := StartShopd(t.Context(), ShopdConfig{
 			Bin: os.Args[0], DatabaseURL: "postgres://bench@127.0.0.1/db",
 			Env: []string{"PGAPPNAME=bench_app", "DD_DOGSTATSD_PORT=7"}, LogPath: logPath,
 		})
@@ -156,7 +155,7 @@ func TestStartShopd(t *testing.T) {
 		t.Setenv("BENCHKIT_FAKE_SHOPD", "exit")
 		logPath := filepath.Join(t.TempDir(), "shopd.log")
 		start := time.Now()
-		_, err := StartShopd(context.Background(), ShopdConfig{Bin: os.Args[0], LogPath: logPath})
+		_, err := StartShopd(t.Context(), ShopdConfig{Bin: os.Args[0], LogPath: logPath})
 		if err == nil || !strings.Contains(err.Error(), "exited before listening") || !strings.Contains(err.Error(), logPath) {
 			t.Fatalf("error %v, want shopd exited before listening; see the log", err)
 		}
@@ -169,7 +168,7 @@ func TestStartShopd(t *testing.T) {
 		}
 	})
 	t.Run("ErrNoBinary", func(t *testing.T) {
-		_, err := StartShopd(context.Background(), ShopdConfig{Bin: filepath.Join(t.TempDir(), "shopd")})
+		_, err := StartShopd(t.Context(), ShopdConfig{Bin: filepath.Join(t.TempDir(), "shopd")})
 		if err == nil || !strings.Contains(err.Error(), "make build") {
 			t.Fatalf("error %v, want a hint to run make build", err)
 		}
@@ -210,7 +209,7 @@ func TestRedact(t *testing.T) {
 
 func TestCreateDatabase(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	t.Run("OK", func(t *testing.T) {
 		t.Parallel()
 		db, err := CreateDatabase(ctx, DefaultServer(), "kit_test")
@@ -257,7 +256,7 @@ func TestCreateDatabase(t *testing.T) {
 
 func exists(t *testing.T, name string) bool {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	c, err := pgx.Connect(ctx, DefaultServer())
 	if err != nil {
 		t.Fatal(err)

@@ -72,7 +72,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 // fails the test on such an error.
 func startServe(t *testing.T, getenv func(string) string) (base string, logs *lineWriter, stop func() error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	logs = &lineWriter{lines: make(chan string, 1000)}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"shopd", "serve"}, getenv, logs, io.Discard) }()
@@ -130,7 +130,7 @@ func TestRunEndToEnd(t *testing.T) {
 		"LOG_LEVEL": "info", "SHUTDOWN_TIMEOUT": "5s",
 	}
 	getenv := func(k string) string { return env[k] }
-	ctx := context.Background()
+	ctx := t.Context()
 
 	if err := run(ctx, []string{"shopd", "setup"}, getenv, io.Discard, io.Discard); err != nil {
 		t.Fatalf("setup: %v", err)
@@ -272,7 +272,7 @@ func TestServeRefusesOpenAdminInProduction(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"APP_ENV": "production", "PORT": "0", "HOST": "127.0.0.1",
 		"DATABASE_URL": "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1", "DD_TRACE_ENABLED": "false"}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	err := run(ctx, []string{"shopd", "serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "ADMIN_TOKEN") {

@@ -29,7 +29,7 @@ func TestOutboxCommands(t *testing.T) {
 		"SMTP_ADDR": srv.Addr(), "MAIL_FROM": "shoplab <orders@shop.test>", "RELAY_INTERVAL": "20ms",
 	}
 	getenv := func(k string) string { return env[k] }
-	ctx := context.Background()
+	ctx := t.Context()
 	if err := run(ctx, []string{"shopd", "setup"}, getenv, io.Discard, io.Discard); err != nil {
 		t.Fatalf("setup: %v", err)
 	}
@@ -102,7 +102,7 @@ func TestOutboxCommands(t *testing.T) {
 
 	runRelay := func(t *testing.T, want int) {
 		t.Helper()
-		rctx, cancel := context.WithCancel(ctx)
+		rctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- run(rctx, []string{"shopd", "relay"}, getenv, io.Discard, io.Discard) }()
 		srv.WaitFor(t, want, 20*time.Second)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -64,7 +63,7 @@ func TestServeReports(t *testing.T) {
 		"REPORTS_MAX_CONNS": "1", "REPORTS_MAX_CONCURRENT": "1", "REPORTS_STATEMENT_TIMEOUT": "10s",
 	}
 	getenv := func(k string) string { return env[k] }
-	ctx := context.Background()
+	ctx := t.Context()
 	if err := run(ctx, []string{"shopd", "setup"}, getenv, io.Discard, io.Discard); err != nil {
 		t.Fatalf("setup: %v", err)
 	}

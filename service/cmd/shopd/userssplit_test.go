@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"strings"
 	"testing"
@@ -18,7 +17,7 @@ import (
 // the version asked; the contract step goes through with migrate up.
 func TestUsersSplitCommands(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	dsn := pgtest.NewDatabaseAt(t, 10)
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {

@@ -138,7 +138,7 @@ func TestCollect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer keeper.Close(context.Background())
+	defer keeper.Close(ctx)
 	for _, name := range []string{live, dead} {
 		if _, err := s.admin.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE template0"); err != nil {
 			t.Fatal(err)

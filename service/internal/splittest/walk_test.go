@@ -115,7 +115,7 @@ func (w *world) randomAccount(r *rand.Rand) string {
 // buyer's.
 func TestUsersSplitOnline(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := t.Context()
 	dsn := pgtest.NewDatabaseAt(t, postgres.UsersSplitTables-1)
 	check, err := pgxpool.New(ctx, dsn)
 	if err != nil {
@@ -365,12 +365,12 @@ func seed(t *testing.T, pool *pgxpool.Pool) *world {
 		`INSERT INTO order_items (order_id, product_id, quantity, price)
 		 SELECT o.id, p.id, 1, p.price FROM orders o, (SELECT id, price FROM products ORDER BY name LIMIT 2) p`,
 	} {
-		if _, err := pool.Exec(context.Background(), q); err != nil {
+		if _, err := pool.Exec(t.Context(), q); err != nil {
 			t.Fatalf("seed: %v", err)
 		}
 	}
 	w := &world{accounts: map[string]*account{}, orders: map[string]string{}, byBuyer: map[string][]string{}}
-	rows, err := pool.Query(context.Background(), `SELECT u.id::text, u.email, u.name, coalesce(u.user_type, ''),
+	rows, err := pool.Query(t.Context(), `SELECT u.id::text, u.email, u.name, coalesce(u.user_type, ''),
 		EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id) FROM users u`)
 	if err != nil {
 		t.Fatal(err)
@@ -578,7 +578,7 @@ func readReports(w *world, srv *httptest.Server, buyer string) {
 func scalar[T any](t *testing.T, pool *pgxpool.Pool, sql string, args ...any) T {
 	t.Helper()
 	var v T
-	if err := pool.QueryRow(context.Background(), sql, args...).Scan(&v); err != nil {
+	if err := pool.QueryRow(t.Context(), sql, args...).Scan(&v); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return v
@@ -586,7 +586,7 @@ func scalar[T any](t *testing.T, pool *pgxpool.Pool, sql string, args ...any) T 
 
 func rowsOf(t *testing.T, pool *pgxpool.Pool, sql string) map[string]string {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), sql)
+	rows, err := pool.Query(t.Context(), sql)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -609,7 +609,7 @@ type idCount struct {
 
 func rowsOfCount(t *testing.T, pool *pgxpool.Pool, sql string) []idCount {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), sql)
+	rows, err := pool.Query(t.Context(), sql)
 	if err != nil {
 		t.Fatal(err)
 	}

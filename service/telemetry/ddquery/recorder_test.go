@@ -43,7 +43,7 @@ func TestRecorderWithDatadogGo(t *testing.T) {
 	if err := client.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	samples, err := rec.Wait(ctx, func(ss []ddquery.Sample) bool {
 		var reqs, durs int

@@ -1,7 +1,6 @@
 package telemetrytest_test
 
 import (
-	"context"
 	"slices"
 	"testing"
 
@@ -91,7 +90,7 @@ func TestMockTracer(t *testing.T) {
 	t.Parallel()
 	mt := telemetrytest.MockTracer(t)
 	log, logs := telemetrytest.Observer(t, zapcore.InfoLevel)
-	span, ctx := tracer.StartSpanFromContext(context.Background(), "test.op", tracer.ResourceName("mock-res"))
+	span, ctx := tracer.StartSpanFromContext(t.Context(), "test.op", tracer.ResourceName("mock-res"))
 	telemetry.Logger(ctx, log).Error("inside")
 	span.Finish()
 	var found bool
