@@ -61,6 +61,10 @@ func TestServeReports(t *testing.T) {
 		"DATABASE_URL": dsn, "PORT": "0", "HOST": "127.0.0.1", "PGAPPNAME": app,
 		"DD_TRACE_ENABLED": "false", "DD_AGENT_HOST": "127.0.0.1", "DD_DOGSTATSD_PORT": "1",
 		"REPORTS_MAX_CONNS": "1", "REPORTS_MAX_CONCURRENT": "1", "REPORTS_STATEMENT_TIMEOUT": "10s",
+		// Paced, so that the first download (about 400 lines, 250 of them
+		// at once) still holds the only slot when the second asks: unpaced,
+		// it can fit in the socket buffers and end before.
+		"REPORTS_MAX_LINES_PER_SEC": "100",
 	}
 	getenv := func(k string) string { return env[k] }
 	ctx := t.Context()
