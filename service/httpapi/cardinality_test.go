@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"regexp"
 	"slices"
@@ -265,22 +266,22 @@ func TestMetricCardinality(t *testing.T) {
 	t.Logf("per 1,000 requests: %.0f spans (~%.0f KB), %.0f log lines at info or above (%.0f KB of JSON)",
 		per(spans), per(spanBytes)/1024, per(lines), per(logBytes)/1024)
 	t.Logf("custom metrics by metric:%s", c.top(100))
-	for _, k := range sortedKeys(c.values) {
-		t.Logf("tag %s: %d values (limit %d): %s", k, len(c.values[k]), tagValueLimits[k], strings.Join(sortedKeys(c.values[k]), " "))
+	for _, k := range slices.Sorted(maps.Keys(c.values)) {
+		t.Logf("tag %s: %d values (limit %d): %s", k, len(c.values[k]), tagValueLimits[k], strings.Join(slices.Sorted(maps.Keys(c.values[k])), " "))
 	}
 
 	if c.custom > customMetricsBudget {
 		t.Errorf("%d custom metrics (%d series), over the budget of %d (customMetricsBudget says how to raise it on purpose); the top metrics:%s",
 			c.custom, c.series, customMetricsBudget, c.top(10))
 	}
-	for _, k := range sortedKeys(c.values) {
+	for _, k := range slices.Sorted(maps.Keys(c.values)) {
 		limit, ok := tagValueLimits[k]
 		if !ok {
 			t.Errorf("tag %q is not in tagValueLimits: add it with the number of values it may take", k)
 			continue
 		}
 		if n := len(c.values[k]); n > limit {
-			t.Errorf("tag %q took %d distinct values, over its limit of %d: %v", k, n, limit, sortedKeys(c.values[k]))
+			t.Errorf("tag %q took %d distinct values, over its limit of %d: %v", k, n, limit, slices.Sorted(maps.Keys(c.values[k])))
 		}
 		for v := range c.values[k] {
 			if p := tagProblem(k, v); p != "" {
@@ -330,15 +331,6 @@ func TestTagProblem(t *testing.T) {
 func spanSize(s *mocktracer.Span) int {
 	b, _ := json.Marshal(s.Tags())
 	return len(b) + len(s.OperationName()) + 64
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // workload issues the requests of the cardinality test and counts them.

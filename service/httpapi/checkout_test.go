@@ -398,18 +398,6 @@ func TestCheckoutIdempotency(t *testing.T) {
 func TestCheckoutBoundedWaits(t *testing.T) {
 	t.Parallel()
 
-	holdRowLock := func(t *testing.T, e *testEnv, product string) func() {
-		t.Helper()
-		ctx := t.Context() // release is called before t's cleanups
-		tx, err := e.db.Pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, product); err != nil {
-			t.Fatal(err)
-		}
-		return func() { _ = tx.Rollback(ctx) }
-	}
 	check503 := func(t *testing.T, e *testEnv, res response, elapsed, bound time.Duration) {
 		t.Helper()
 		checkProblem(t, res, http.StatusServiceUnavailable)
@@ -435,7 +423,7 @@ func TestCheckoutBoundedWaits(t *testing.T) {
 			e.db.CheckoutTimeouts = timeouts
 			user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user3@example.com'`)
 			product := e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Hot Item', 9.99, 50) RETURNING id::text`)
-			release := holdRowLock(t, e, product)
+			release := holdRowLock(t, e.db.Pool, product)
 			start := time.Now()
 			res := e.postJSON(t, "/orders/checkout", checkoutBody(user, shop.CartLine{ProductID: product, Quantity: 1}))
 			check503(t, e, res, time.Since(start), 300*time.Millisecond+3*time.Second)
@@ -458,7 +446,7 @@ func TestCheckoutBoundedWaits(t *testing.T) {
 		e.db.CheckoutTimeouts = generous
 		user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user3@example.com'`)
 		product := e.id(t, `INSERT INTO products (name, price, inventory) VALUES ('Sold Out', 9.99, 0) RETURNING id::text`)
-		release := holdRowLock(t, e, product)
+		release := holdRowLock(t, e.db.Pool, product)
 		defer release()
 		start := time.Now()
 		res := e.postJSON(t, "/orders/checkout", checkoutBody(user, shop.CartLine{ProductID: product, Quantity: 1}))

@@ -54,14 +54,8 @@ func TestCheckoutLockWaitTimedOnLockStatement(t *testing.T) {
 			e.stats.Reset()
 			e.logs.TakeAll()
 
-			tx, err := e.db.Pool.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tx.Rollback(ctx)
-			if _, err := tx.Exec(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, product); err != nil {
-				t.Fatal(err)
-			}
+			release := holdRowLock(t, e.db.Pool, product)
+			defer release()
 			traceID := uint64(8_100_000_000 + i)
 			headers := []string{"X-Datadog-Trace-Id", fmt.Sprint(traceID), "X-Datadog-Parent-Id", "1"}
 			if c.key != "" {
@@ -92,9 +86,7 @@ func TestCheckoutLockWaitTimedOnLockStatement(t *testing.T) {
 			select {
 			case res = <-done:
 			case <-time.After(c.hold):
-				if err := tx.Rollback(ctx); err != nil {
-					t.Fatal(err)
-				}
+				release()
 				res = <-done
 			}
 			if res.status != c.status {

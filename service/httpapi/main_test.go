@@ -136,3 +136,20 @@ func (e *testEnv) id(t testing.TB, query string, args ...any) string {
 	}
 	return s
 }
+
+// holdRowLock locks product's row from a transaction of its own, as a
+// buyer whose checkout is in flight would, until release (which the test
+// calls before it ends; calling it again does nothing).
+func holdRowLock(t *testing.T, pool *pgxpool.Pool, product string) (release func()) {
+	t.Helper()
+	ctx := t.Context()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, product); err != nil {
+		_ = tx.Rollback(ctx)
+		t.Fatal(err)
+	}
+	return func() { _ = tx.Rollback(ctx) }
+}

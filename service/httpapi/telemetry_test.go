@@ -157,14 +157,8 @@ func TestCheckoutLockWait(t *testing.T) {
 	defer stopSampler()
 	go telemetry.SampleLockWaits(sampleCtx, e.tel, e.db.Pool, 50*time.Millisecond)
 
-	tx, err := e.db.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, product); err != nil {
-		t.Fatal(err)
-	}
+	release := holdRowLock(t, e.db.Pool, product)
+	defer release()
 	const hold = 600 * time.Millisecond
 	done := make(chan response, 1)
 	go func() {
@@ -174,9 +168,7 @@ func TestCheckoutLockWait(t *testing.T) {
 	}()
 	e.stats.WaitForMatch(t, telemetry.MetricDBLocksWaiting, func(m telemetrytest.Metric) bool { return m.Value >= 1 })
 	time.Sleep(hold)
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if res := <-done; res.status != 201 {
 		t.Fatalf("checkout after the lock: %d %s", res.status, res.body)
 	}
