@@ -376,41 +376,28 @@ func (p *parser) number(signed bool) string {
 	return p.s[start:p.pos]
 }
 
-func (p *parser) parseExpr() (node, error) {
-	l, err := p.parseTerm()
-	if err != nil {
-		return nil, err
-	}
-	for {
-		p.skipSpace()
-		c := p.peek()
-		if c != '+' && c != '-' {
-			return l, nil
-		}
-		pos := p.pos
-		p.pos++
-		r, err := p.parseTerm()
-		if err != nil {
-			return nil, err
-		}
-		l = &binaryNode{pos: pos, op: c, l: l, r: r}
-	}
-}
+// parseExpr parses sums: terms joined by + and -.
+func (p *parser) parseExpr() (node, error) { return p.parseLeftAssoc("+-", p.parseTerm) }
 
-func (p *parser) parseTerm() (node, error) {
-	l, err := p.parseUnary()
+// parseTerm parses products: unary operands joined by * and /.
+func (p *parser) parseTerm() (node, error) { return p.parseLeftAssoc("*/", p.parseUnary) }
+
+// parseLeftAssoc parses operands (from next) joined by any of ops, left
+// associative: a - b - c is (a - b) - c.
+func (p *parser) parseLeftAssoc(ops string, next func() (node, error)) (node, error) {
+	l, err := next()
 	if err != nil {
 		return nil, err
 	}
 	for {
 		p.skipSpace()
 		c := p.peek()
-		if c != '*' && c != '/' {
+		if c == 0 || !strings.ContainsRune(ops, rune(c)) {
 			return l, nil
 		}
 		pos := p.pos
 		p.pos++
-		r, err := p.parseUnary()
+		r, err := next()
 		if err != nil {
 			return nil, err
 		}
