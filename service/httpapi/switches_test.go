@@ -64,9 +64,19 @@ func (e *testEnv) flip(t *testing.T, name string, on bool) {
 }
 
 // statements counts the statements named query that the query tracer saw
-// (db.query.duration samples) since the last Reset.
-func (e *testEnv) statements(query string) int {
-	return len(e.stats.Find(telemetry.MetricDBQueryDuration, "query:"+query))
+// (db.query.duration samples) since the last Reset, polling until there
+// are want of them (samples arrive in several packets) or
+// telemetrytest.WaitTimeout has passed.
+func (e *testEnv) statements(query string, want int) int {
+	deadline := time.Now().Add(telemetrytest.WaitTimeout)
+	for {
+		e.stats.Flush()
+		n := len(e.stats.Find(telemetry.MetricDBQueryDuration, "query:"+query))
+		if n == want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestSwitchBoard(t *testing.T) {
@@ -116,12 +126,12 @@ func TestSwitchNPlusOne(t *testing.T) {
 	}
 
 	off := read()
-	if n, batched := e.statements("orders.items_by_order"), e.statements("orders.items_by_orders"); n != 0 || batched != 1 {
+	if batched, n := e.statements("orders.items_by_orders", 1), e.statements("orders.items_by_order", 0); n != 0 || batched != 1 {
 		t.Fatalf("off: %d per-order and %d batched item statements, want 0 and 1", n, batched)
 	}
 	e.flip(t, shop.SwitchNPlusOne, true)
 	on := read()
-	if n, batched := e.statements("orders.items_by_order"), e.statements("orders.items_by_orders"); n != 120 || batched != 0 {
+	if n, batched := e.statements("orders.items_by_order", 120), e.statements("orders.items_by_orders", 0); n != 120 || batched != 0 {
 		t.Errorf("on: %d per-order and %d batched item statements, want 120 (one per order) and 0", n, batched)
 	}
 	if on != off {
@@ -129,7 +139,7 @@ func TestSwitchNPlusOne(t *testing.T) {
 	}
 	e.flip(t, shop.SwitchNPlusOne, false)
 	read()
-	if n := e.statements("orders.items_by_order"); n != 0 {
+	if batched, n := e.statements("orders.items_by_orders", 1), e.statements("orders.items_by_order", 0); n != 0 || batched != 1 {
 		t.Errorf("off again: %d per-order statements", n)
 	}
 }
@@ -265,13 +275,13 @@ func TestSwitchRowByRowImport(t *testing.T) {
 	}
 
 	importN("Off", 40)
-	if n := e.statements("products.import_row"); n != 0 {
+	if n := e.statements("products.import_row", 0); n != 0 {
 		t.Errorf("off: %d row statements", n)
 	}
 	e.flip(t, shop.SwitchRowByRowImport, true)
 	for _, n := range []int{20, 40} {
 		importN(fmt.Sprintf("On%d", n), n)
-		if got := e.statements("products.import_row"); got != n {
+		if got := e.statements("products.import_row", n); got != n {
 			t.Errorf("on: %d row statements for %d rows, want one per row", got, n)
 		}
 	}
