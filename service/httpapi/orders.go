@@ -145,7 +145,9 @@ func checkoutOutcome(ctx context.Context, res shop.CheckoutResult, err error) st
 // (when the store got that far), tagged outcome; for new orders the lines,
 // units and value; an outcome tag on the request span; and a warning with
 // the waits for conflicts and timeouts (the 503 itself is logged by
-// writeError).
+// writeError); and, with the unlocked-stock switch, the lost updates and
+// oversold lines (MetricCheckoutStockOverwrites,
+// MetricCheckoutNegativeStockAttempts) with a warning.
 func observeCheckout(ctx context.Context, tel *telemetry.Telemetry, res shop.CheckoutResult, err error, tr *shop.CheckoutTrace, dur time.Duration) {
 	outcome := checkoutOutcome(ctx, res, err)
 	tags := []string{"outcome:" + outcome}
@@ -160,6 +162,15 @@ func observeCheckout(ctx context.Context, tel *telemetry.Telemetry, res shop.Che
 		_ = m.Distribution(telemetry.MetricCheckoutOrderLines, float64(tr.Lines), nil, 1)
 		_ = m.Distribution(telemetry.MetricCheckoutOrderItems, float64(tr.Units), nil, 1)
 		_ = m.Distribution(telemetry.MetricCheckoutOrderValue, float64(res.Order.Total)/100, nil, 1)
+	}
+	if tr.StockOverwrites > 0 || tr.NegativeStockAttempts > 0 { // only with the unlocked-stock switch
+		_ = m.Count(telemetry.MetricCheckoutStockOverwrites, int64(tr.StockOverwrites), nil, 1)
+		_ = m.Count(telemetry.MetricCheckoutNegativeStockAttempts, int64(tr.NegativeStockAttempts), nil, 1)
+		telemetry.Logger(ctx, tel.Log).Warn("stock overwritten without a lock",
+			zap.String("switch", shop.SwitchUnlockedStock),
+			zap.String("outcome", outcome),
+			zap.Int("lost_updates", tr.StockOverwrites),
+			zap.Int("negative_stock_attempts", tr.NegativeStockAttempts))
 	}
 	if span, ok := tracer.SpanFromContext(ctx); ok {
 		span.SetTag("checkout.outcome", outcome)

@@ -46,7 +46,8 @@ var errorKinds = map[shop.Code]struct {
 //	 "errors": [{"field","code","message"}] for validation failures, ...extensions}
 //
 // Internal errors are logged with their cause and tagged on the span; the
-// client sees only a generic sentence and the request id.
+// client sees only a generic sentence and the request id. (Unless the
+// raw-errors chaos switch is on: see writeRawError.)
 func writeError(w http.ResponseWriter, r *http.Request, tel *telemetry.Telemetry, err error) {
 	ctx := r.Context()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
@@ -56,6 +57,10 @@ func writeError(w http.ResponseWriter, r *http.Request, tel *telemetry.Telemetry
 		return
 	}
 	e := shop.AsError(err)
+	if e.Err != nil && switchOn(ctx, shop.SwitchRawErrors) {
+		writeRawError(w, r, tel, e)
+		return
+	}
 	kind, ok := errorKinds[e.Code]
 	if !ok {
 		kind = errorKinds[shop.EINTERNAL]

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -337,7 +338,10 @@ var reportTooLong = &shop.Error{Code: shop.EUNAVAILABLE, Message: "The report to
 // beyond, 429 with Retry-After: retryAfter. A report that runs past
 // maxDuration is cut off, and one whose client goes away stops, in the
 // database too.
-func handleOrderReport(tel *telemetry.Telemetry, reports shop.ReportStore, lim *reportLimiter, pace *rate.Limiter, retryAfter, maxDuration time.Duration) http.Handler {
+//
+// With the report-in-process switch on (sw), a download is instead built
+// whole in memory before its first byte (downloadReportInProcess).
+func handleOrderReport(tel *telemetry.Telemetry, reports shop.ReportStore, sw shop.Switches, lim *reportLimiter, pace *rate.Limiter, retryAfter, maxDuration time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		userID := mux.Vars(r)["userId"]
 		if !shop.ValidID(userID) {
@@ -368,9 +372,12 @@ func handleOrderReport(tel *telemetry.Telemetry, reports shop.ReportStore, lim *
 		ctx, cancel := context.WithTimeoutCause(r.Context(), maxDuration, reportTooLong)
 		defer cancel()
 		var err error
-		if download {
+		switch {
+		case download && shop.SwitchOn(ctx, sw, shop.SwitchReportInProcess):
+			err = downloadReportInProcess(ctx, w, r, tel, reports, userID, format, &rows)
+		case download:
 			err = streamReport(ctx, w, r, tel, reports, userID, format, maxDuration, pace, &rows)
-		} else {
+		default:
 			err = summarizeReport(ctx, w, r, tel, reports, userID, &rows)
 		}
 		outcome := reportOutcome(r.Context(), err)
@@ -553,4 +560,57 @@ func streamReport(ctx context.Context, w http.ResponseWriter, r *http.Request, t
 	}
 	telemetry.Logger(r.Context(), tel.Log).Warn("report cut off", zap.Error(err), zap.Int64("rows", *rows))
 	return cutOffError{err}
+}
+
+// downloadReportInProcess is the original's defect behind the
+// report-in-process switch: it loads every line of the user's orders into
+// memory, renders the whole report into a buffer, and only then sends its
+// first byte. Memory grows with the report, the client waits for all of
+// it, and no pace applies. MetricReportInProcessBytes records the buffer.
+// Errors are answered in the problem format (nothing was sent yet) and
+// returned.
+func downloadReportInProcess(ctx context.Context, w http.ResponseWriter, r *http.Request, tel *telemetry.Telemetry, reports shop.ReportStore, userID string, f reportFormat, rows *int64) error {
+	var sum shop.ReportSummary
+	var err error
+	if f.figures {
+		sum, err = reports.ReportSummary(ctx, userID)
+	} else {
+		sum.User, err = reports.ReportUser(ctx, userID)
+	}
+	var lines []shop.ReportLine
+	if err == nil {
+		err = reports.StreamReport(ctx, userID, 0, func(l shop.ReportLine) error {
+			lines = append(lines, l)
+			*rows++
+			return nil
+		})
+	}
+	var buf bytes.Buffer
+	if err == nil {
+		err = writeReport(f.newEncoder(&buf), sum, time.Now().UTC(), func(line func(shop.ReportLine) error) error {
+			for _, l := range lines {
+				if err := line(l); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		err = timeoutCause(ctx, err)
+		writeError(w, r, tel, err)
+		return err
+	}
+	_ = tel.Metrics.Distribution(telemetry.MetricReportInProcessBytes, float64(buf.Len()), []string{"format:" + f.ext}, 1)
+	h := w.Header()
+	h.Set("Content-Type", f.contentType)
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="orders-%s.%s"`, userID, f.ext))
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if _, err := buf.WriteTo(w); err != nil {
+		return clientGoneError{err}
+	}
+	return nil
 }

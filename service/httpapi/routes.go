@@ -33,9 +33,13 @@ func addRoutes(r *mux.Router, d Deps) {
 	admin.Handle("/admin/products/import", handleImport(tel, d.Products, v1, cfg.MaxImportBytes, cfg.MaxImportRows, cfg.ImportProgressRows)).Methods("POST")
 	admin.Handle("/admin/inventory/low", handleLowInventory(tel, d.Products)).Methods("GET")
 	admin.Handle("/admin/products/missing-description", handleMissingDescription(tel, d.Products)).Methods("GET")
+	if d.Switches != nil { // the chaos switches (docs/switches.md); never in production
+		admin.Handle("/admin/switches", handleListSwitches(d.Switches)).Methods("GET")
+		admin.Handle("/admin/switches/{name}", handleFlipSwitch(tel, d.Switches, cfg.MaxBodyBytes)).Methods("PUT")
+	}
 
 	// Reports: at most ReportsMaxConcurrent at once; one pace shared by
 	// every download.
 	reportSlots, reportPace := newReportLimiter(tel, cfg.ReportsMaxConcurrent), newReportPace(cfg.ReportMaxLinesPerSec)
-	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports, reportSlots, reportPace, cfg.ReportRetryAfter, cfg.ReportMaxDuration)).Methods("GET")
+	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports, d.Switches, reportSlots, reportPace, cfg.ReportRetryAfter, cfg.ReportMaxDuration)).Methods("GET")
 }

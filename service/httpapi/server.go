@@ -123,6 +123,11 @@ type Deps struct {
 	Reports shop.ReportStore
 	Users   shop.UserStore
 	DB      shop.Pinger
+	// Switches, when set, are the chaos switches (docs/switches.md): the
+	// edge's defects (raw-errors, report-in-process) follow them, and
+	// /admin/switches lists and flips them. Nil (production) turns them all
+	// off and leaves /admin/switches out.
+	Switches shop.SwitchBoard
 }
 
 // NewServer builds the HTTP handler: a traced gorilla/mux router with every
@@ -139,5 +144,5 @@ func NewServer(d Deps) http.Handler {
 	telemetry.InstrumentRouter(tel, r.Router)
 	r.Use(recoverer(tel))
 	addRoutes(r.Router, d)
-	return requestID(r)
+	return requestID(withSwitches(d.Switches, r))
 }

@@ -146,10 +146,14 @@ func (db *DB) Checkout(ctx context.Context, req shop.CheckoutRequest) (shop.Chec
 	}
 
 	ctx, finish := step(ctx, "checkout")
+	checkout := db.checkout
+	if db.on(ctx, shop.SwitchUnlockedStock) {
+		checkout = db.checkoutUnlocked
+	}
 	var res shop.CheckoutResult
 	err = db.users.run(ctx, db.Pool, func(m usersMode) error {
 		var err error
-		res, err = db.checkout(ctx, m, req, tr)
+		res, err = checkout(ctx, m, req, tr)
 		return err
 	})
 	finish(err)
@@ -500,4 +504,147 @@ func step(ctx context.Context, name string) (context.Context, func(error)) {
 		}
 		span.Finish(tracer.WithError(fmt.Errorf("%s: %s", e.Code, e.Message)), tracer.NoDebugStack())
 	}
+}
+
+// overwriteStockSQL is the unlocked-stock switch's write: it sets the
+// stock to what the checkout read minus its quantity, whatever the stock is
+// now, as the original did. It returns the stock it overwrote: the WHERE
+// clause notes it in a transaction-local setting, and Postgres re-evaluates
+// that clause on the newest row version when the UPDATE had to wait for a
+// concurrent one (Postgres 15 has no RETURNING OLD). The written value is
+// never negative (the checkout checked read >= quantity), so the CHECK
+// (inventory >= 0) never fires: the defect shows as lost updates instead.
+const overwriteStockSQL = `-- name: checkout.overwrite_stock_unlocked
+UPDATE products p SET inventory = $2::int - $3::int
+WHERE p.id = $1
+  AND set_config('shoplab.overwritten_stock', p.inventory::text, true) IS NOT NULL
+RETURNING current_setting('shoplab.overwritten_stock')::int`
+
+// checkoutUnlocked is the original's defect behind the unlocked-stock
+// switch: it reads the user and the products without any lock (round trip
+// 1, outside a transaction), checks stock in Go, then in one transaction
+// writes back "stock read - quantity" per line, inserts the order and owes
+// its mail (round trip 2). Between the read and the write, concurrent
+// buyers read the same stock: each write overwrites the others' (a lost
+// update) and more units are sold than there were. Each line whose write
+// replaced another stock than it read counts in tr.StockOverwrites; each
+// whose quantity exceeded the stock it overwrote (a decrement would have
+// gone negative) in tr.NegativeStockAttempts. Idempotency keys are not
+// honoured (the original had none). Errors: as Checkout.
+func (db *DB) checkoutUnlocked(ctx context.Context, m usersMode, req shop.CheckoutRequest, tr *shop.CheckoutTrace) (shop.CheckoutResult, error) {
+	actx, done := step(ctx, "checkout.acquire")
+	start := time.Now()
+	conn, err := acquire(actx, db.Pool, db.CheckoutTimeouts.Acquire)
+	tr.PoolWait = time.Since(start)
+	done(err)
+	if err != nil {
+		return shop.CheckoutResult{}, err
+	}
+	defer conn.Release()
+	c := &checkoutTx{req: req, trace: tr, tx: newBatchTx(conn.Conn(), db.CheckoutTimeouts),
+		sql: func(q string) string { return db.q(m, q) }}
+	defer c.tx.rollback(ctx)
+
+	ids := make([]string, len(req.Items))
+	for i, l := range req.Items {
+		ids[i] = l.ProductID
+	}
+	b := &pgx.Batch{}
+	b.Queue(c.sql(checkoutUserSQL), req.UserID)
+	b.Queue(readProductsSQL, ids)
+	var exists bool
+	var now time.Time
+	var read []shop.Product
+	br := conn.SendBatch(ctx, b)
+	err = br.QueryRow().Scan(&exists, &now)
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			read, err = collectProducts(rows)
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return shop.CheckoutResult{}, err
+	}
+	if !exists {
+		return shop.CheckoutResult{}, shop.Errorf(shop.ENOTFOUND, "User not found")
+	}
+	if len(read) < len(ids) {
+		found := map[string]bool{}
+		for _, p := range read {
+			found[p.ID] = true
+		}
+		var missing []string
+		for _, id := range ids {
+			if !found[id] {
+				missing = append(missing, id)
+			}
+		}
+		e := shop.Errorf(shop.ENOTFOUND, "Product not found: %s", strings.Join(missing, ", "))
+		e.Extensions = map[string]any{"missingProductIds": missing}
+		return shop.CheckoutResult{}, e
+	}
+	products := c.inLineOrder(read)
+	order, err := c.buildOrder(lockResult{products: products, now: now}) // the check, on stock read without a lock
+	if err != nil {
+		return shop.CheckoutResult{}, err
+	}
+
+	err = c.tx.send(ctx, commitSQL, func(b *pgx.Batch) {
+		for i, l := range req.Items {
+			b.Queue(overwriteStockSQL, l.ProductID, products[i].Inventory, l.Quantity)
+		}
+		b.Queue(c.sql(insertOrderSQL), order.ID, order.UserID, int64(order.Total), order.CreatedAt,
+			itemIDs(order), ids, quantities(order), unitCents(order))
+		queueOrderConfirmation(ctx, b, order, c.sql)
+	}, func(br pgx.BatchResults) error {
+		for i, l := range req.Items {
+			var overwritten int
+			if err := br.QueryRow().Scan(&overwritten); err != nil {
+				return err
+			}
+			if overwritten != products[i].Inventory {
+				tr.StockOverwrites++
+			}
+			if overwritten < l.Quantity {
+				tr.NegativeStockAttempts++
+			}
+		}
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		_, err := br.Exec() // the confirmation mail, owed
+		return err
+	})
+	if err != nil {
+		return shop.CheckoutResult{}, err
+	}
+	return shop.CheckoutResult{Order: order}, nil
+}
+
+func itemIDs(o shop.Order) []string {
+	out := make([]string, len(o.Items))
+	for i, it := range o.Items {
+		out[i] = it.ID
+	}
+	return out
+}
+
+func quantities(o shop.Order) []int32 {
+	out := make([]int32, len(o.Items))
+	for i, it := range o.Items {
+		out[i] = int32(it.Quantity)
+	}
+	return out
+}
+
+func unitCents(o shop.Order) []int64 {
+	out := make([]int64, len(o.Items))
+	for i, it := range o.Items {
+		out[i] = int64(it.Price)
+	}
+	return out
 }

@@ -33,6 +33,9 @@ type DB struct {
 	IdempotencyTTL time.Duration
 	// SearchTimeouts bound a product search (statement_timeout).
 	SearchTimeouts Timeouts
+	// Switches turn on the original's defects (docs/switches.md); nil
+	// keeps them all off.
+	Switches shop.Switches
 	// users knows which users schema the database has (usersschema.go).
 	users usersSchema
 }
@@ -66,6 +69,11 @@ func New(pool *pgxpool.Pool) *DB {
 		IdempotencyTTL: DefaultIdempotencyTTL,
 		SearchTimeouts: Timeouts{Statement: DefaultSearchStatementTimeout},
 	}
+}
+
+// on reports whether the chaos switch name is on for this request.
+func (db *DB) on(ctx context.Context, name string) bool {
+	return shop.SwitchOn(ctx, db.Switches, name)
 }
 
 // PoolConfig parses dsn and sets shoplab's defaults: the application_name

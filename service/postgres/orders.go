@@ -68,7 +68,11 @@ func (db *DB) OrdersByUser(ctx context.Context, userID string, page shop.OrderPa
 		last := orders[len(orders)-1]
 		next = &shop.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
 	}
-	if err := db.attachItems(ctx, orders); err != nil {
+	attach := db.attachItems
+	if db.on(ctx, shop.SwitchNPlusOne) {
+		attach = db.attachItemsNPlusOne
+	}
+	if err := attach(ctx, orders); err != nil {
 		return nil, nil, wrapErr(err)
 	}
 	return orders, next, nil
@@ -121,4 +125,43 @@ func (db *DB) attachItems(ctx context.Context, orders []shop.Order) error {
 		o.Items = append(o.Items, it)
 	}
 	return rows.Err()
+}
+
+// itemsByOrderSQL reads the lines of one order: the statement the
+// n-plus-one switch runs once per order.
+const itemsByOrderSQL = `-- name: orders.items_by_order
+SELECT ` + productCols + `,
+       oi.id::text, oi.order_id::text, oi.quantity, (oi.price * 100)::bigint
+FROM order_items oi
+JOIN products p ON p.id = oi.product_id
+WHERE oi.order_id = $1
+ORDER BY oi.id`
+
+// attachItemsNPlusOne is the original's defect behind the n-plus-one
+// switch: one statement per order for its lines (1+N round trips for a
+// page of N orders, where attachItems takes one).
+func (db *DB) attachItemsNPlusOne(ctx context.Context, orders []shop.Order) error {
+	for i := range orders {
+		o := &orders[i]
+		rows, err := db.Pool.Query(ctx, itemsByOrderSQL, o.ID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var it shop.OrderItem
+			var cents int64
+			if err := scanProduct(rows, &it.Product, &it.ID, &it.OrderID, &it.Quantity, &cents); err != nil {
+				rows.Close()
+				return err
+			}
+			it.ProductID = it.Product.ID
+			it.Price = shop.Money(cents)
+			o.Items = append(o.Items, it)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

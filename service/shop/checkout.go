@@ -52,6 +52,12 @@ type CheckoutTrace struct {
 	// Lines and Units are the cart's distinct products and total quantity
 	// after merging duplicate lines (0 when the request was invalid).
 	Lines, Units int
+	// StockOverwrites and NegativeStockAttempts are set only with the
+	// unlocked-stock switch on (docs/switches.md): lines whose stock write
+	// replaced another value than the checkout had read (a lost update),
+	// and lines whose quantity exceeded the stock they overwrote (a
+	// decrement would have gone below zero: units sold that were not there).
+	StockOverwrites, NegativeStockAttempts int
 }
 
 type checkoutTraceKey struct{}

@@ -87,6 +87,14 @@ const (
 	// MetricCheckoutOrderValue is the distribution of placed orders' totals in
 	// currency units (dollars, not cents).
 	MetricCheckoutOrderValue = "checkout.order.value"
+	// MetricCheckoutStockOverwrites counts checkout lines whose stock write
+	// replaced another value than the checkout had read: lost updates, only
+	// possible with the unlocked-stock switch on.
+	MetricCheckoutStockOverwrites = "checkout.stock.overwrites"
+	// MetricCheckoutNegativeStockAttempts counts checkout lines sold with
+	// less stock left than their quantity (a decrement would have gone below
+	// zero): oversold lines, only possible with the unlocked-stock switch on.
+	MetricCheckoutNegativeStockAttempts = "checkout.stock.negative_attempts"
 	// MetricIdempotencyKeysExpired counts idempotency keys deleted after
 	// expiry.
 	MetricIdempotencyKeysExpired = "checkout.idempotency_keys.expired"
@@ -135,6 +143,15 @@ const (
 	// MetricReportCancellations counts reports abandoned because the client
 	// went away before the last byte. Tag: format.
 	MetricReportCancellations = "reports.canceled"
+
+	// MetricReportInProcessBytes is the distribution of the bytes a report
+	// download held in memory before its first byte: only with the
+	// report-in-process switch on. Tag: format.
+	MetricReportInProcessBytes = "reports.in_process.bytes"
+
+	// MetricSwitchesActive is the gauge, per chaos switch, of whether it is
+	// on (1) or off (0), sent every 10 s. Tag: switch.
+	MetricSwitchesActive = "switches.active"
 
 	// MetricLogDropped counts log lines dropped by log sampling. Tag: level.
 	MetricLogDropped = "log.dropped"

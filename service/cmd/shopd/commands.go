@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoplab/shoplab/service/httpapi"
 	"github.com/shoplab/shoplab/service/postgres"
+	"github.com/shoplab/shoplab/service/shop"
 	"github.com/shoplab/shoplab/service/telemetry"
 )
 
@@ -56,6 +57,11 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if cfg.AdminToken == "" && cfg.production() {
 		return errors.New("ADMIN_TOKEN is not set: refusing to serve the admin endpoints unauthenticated with APP_ENV=production")
 	}
+	board, closeSwitches, err := openSwitches(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeSwitches()
 	tel, err := telemetry.New(cfg.Telemetry, stdout)
 	if err != nil {
 		return err
@@ -66,12 +72,19 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		log.Warn("ADMIN_TOKEN is not set: /admin/* endpoints (bulk import, inventory) are open to anyone; set it outside development",
 			zap.String("app_env", cfg.AppEnv))
 	}
+	if board != nil {
+		for _, name := range activeSwitches(ctx, board) {
+			log.Warn("chaos switch on: the original's defect is live (docs/switches.md)", zap.String("switch", name))
+		}
+	}
 
 	st, err := openStores(ctx, cfg, tel)
 	if err != nil {
 		return err
 	}
 	defer st.close()
+	st.switches = board
+	st.db.Switches = board
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
@@ -104,7 +117,9 @@ type stores struct {
 	pool, reportsPool *pgxpool.Pool
 	db                *postgres.DB
 	reports           *postgres.Reports
-	closeOnce         sync.Once
+	// switches are the chaos switches; nil in production.
+	switches  shop.SwitchBoard
+	closeOnce sync.Once
 }
 
 // openStores opens the main pool and its store (with the checkout, search
@@ -169,6 +184,9 @@ func startBackground(ctx context.Context, cfg config, st *stores, tel *telemetry
 	g.Go(func() error { telemetry.SampleLockWaits(ctx, tel, st.pool, time.Second); return nil })
 	g.Go(func() error { expireIdempotencyKeys(ctx, tel, st.db, cfg.IdempotencyCleanup); return nil })
 	g.Go(func() error { return outbox(ctx) })
+	if st.switches != nil {
+		g.Go(func() error { reportSwitches(ctx, tel, st.switches, 10*time.Second); return nil })
+	}
 	return &g, nil
 }
 
@@ -193,6 +211,7 @@ func newHandler(cfg config, tel *telemetry.Telemetry, st *stores) http.Handler {
 		Reports:   st.reports,
 		Users:     st.db,
 		DB:        st.db,
+		Switches:  st.switches,
 	})
 }
 

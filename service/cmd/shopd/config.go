@@ -38,6 +38,7 @@ type vars struct {
 	MailVars       `desc:"Order-confirmation mail"`
 	RelayVars      `desc:"Outbox relay"`
 	UsersSplitVars `desc:"Users split (backfill)"`
+	SwitchesVars   `desc:"Chaos switches (docs/switches.md)"`
 	TelemetryVars  `desc:"Telemetry (Datadog)"`
 }
 
@@ -47,7 +48,7 @@ type ServerVars struct {
 	Port            listenPort    `env:"PORT" desc:"port to listen on (0 picks a free one; the log says which)"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" desc:"how long in-flight requests may finish after SIGTERM"`
 	AdminToken      string        `env:"ADMIN_TOKEN" unset:"unset" desc:"bearer token that every /admin/* route requires; unset leaves them open (with a warning at start)"`
-	AppEnv          string        `env:"APP_ENV" desc:"production makes shopd serve refuse to start without ADMIN_TOKEN"`
+	AppEnv          string        `env:"APP_ENV" desc:"production makes shopd serve refuse to start without ADMIN_TOKEN, or with any chaos switch on"`
 }
 
 // DatabaseVars configure the main pool.
@@ -113,6 +114,13 @@ type RelayVars struct {
 type UsersSplitVars struct {
 	UsersSplitBatch int64         `env:"USERS_SPLIT_BATCH" min:"1" desc:"rows per batch (and transaction) of shopd backfill users-split; -batch overrides it"`
 	UsersSplitPause time.Duration `env:"USERS_SPLIT_PAUSE" desc:"throttle of the backfill: a pause after each batch, e.g. 50ms; -pause overrides it"`
+}
+
+// SwitchesVars turn on the original system's defects, for chaos runs and
+// their tests only.
+type SwitchesVars struct {
+	SwitchesFile string     `env:"SWITCHES_FILE" unset:"every switch off" desc:"flagd-style flags file of the chaos switches (e.g. chaos/flags.json), read at start into OpenFeature's in-memory provider; PUT /admin/switches/{name} flips them at runtime. serve refuses to start with any switch on when APP_ENV=production"`
+	Switches     switchList `env:"SWITCHES" unset:"none" desc:"comma-separated chaos switches to turn on over SWITCHES_FILE: n-plus-one, unlocked-stock, raw-errors, row-by-row-import, report-in-process"`
 }
 
 // TelemetryVars are the standard Datadog variables shopd reads, and its
@@ -550,4 +558,31 @@ func (l *logLevel) EnvDecode(v string) error {
 	}
 	*l = logLevel(v)
 	return nil
+}
+
+// switchList is a comma-separated list of chaos switch names.
+type switchList string
+
+// EnvDecode implements envconfig.Decoder.
+func (l *switchList) EnvDecode(v string) error {
+	for _, name := range l.namesOf(v) {
+		if !shop.KnownSwitch(name) {
+			return fmt.Errorf("names no switch %q (known: %s)", name, strings.Join(shop.SwitchNames(), ", "))
+		}
+	}
+	*l = switchList(v)
+	return nil
+}
+
+// names returns the switches of the list.
+func (l switchList) names() []string { return l.namesOf(string(l)) }
+
+func (switchList) namesOf(v string) []string {
+	var out []string
+	for name := range strings.SplitSeq(v, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			out = append(out, name)
+		}
+	}
+	return out
 }
