@@ -2,6 +2,7 @@ package ddquery_test
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -96,5 +97,44 @@ func TestRecorderWithDatadogGo(t *testing.T) {
 	}
 	if len(evs) != 1 || evs[0].Group != "route:/orders/_userid_" || evs[0].State != ddquery.Alert || evs[0].Value != 0.3 {
 		t.Errorf("monitor: got %+v", evs)
+	}
+}
+
+// TestRecorderTraffic: Traffic counts the raw bytes and packets received,
+// and Reset zeroes them.
+func TestRecorderTraffic(t *testing.T) {
+	t.Parallel()
+	rec, err := ddquery.NewRecorder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	conn, err := net.Dial("udp", rec.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	packets := []string{"shoplab.a:1|c\nshoplab.b:2|g", "garbage that parses to nothing", "shoplab.c:1:2:3|d|#k:v"}
+	want := 0
+	for _, p := range packets {
+		if _, err := conn.Write([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+		want += len(p)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, n := rec.Traffic()
+		if b == int64(want) && n == int64(len(packets)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Traffic = %d bytes in %d packets, want %d in %d", b, n, want, len(packets))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rec.Reset()
+	if b, n := rec.Traffic(); b != 0 || n != 0 {
+		t.Errorf("after Reset: Traffic = %d, %d", b, n)
 	}
 }

@@ -90,6 +90,8 @@ type Recorder struct {
 
 	mu      sync.Mutex
 	samples []Sample
+	bytes   int64         // payload bytes of the packets received since Reset
+	packets int64         // packets received since Reset
 	changed chan struct{} // closed and replaced when samples arrive
 }
 
@@ -120,6 +122,8 @@ func (r *Recorder) read() {
 		ss := ParseDatagrams(r.now(), buf[:n])
 		r.mu.Lock()
 		r.samples = append(r.samples, ss...)
+		r.bytes += int64(n)
+		r.packets++
 		close(r.changed)
 		r.changed = make(chan struct{})
 		r.mu.Unlock()
@@ -135,6 +139,15 @@ func (r *Recorder) Samples() []Sample {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.samples)
+}
+
+// Traffic returns the payload bytes and the number of the UDP packets
+// received since the recorder started or was last Reset: what the
+// client's traffic to the agent costs, before any parsing.
+func (r *Recorder) Traffic() (bytes, packets int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bytes, r.packets
 }
 
 // Wait blocks until ok returns true for the samples received so far (it
@@ -156,10 +169,11 @@ func (r *Recorder) Wait(ctx context.Context, ok func([]Sample) bool) ([]Sample, 
 	}
 }
 
-// Reset forgets the samples received so far.
+// Reset forgets the samples received so far and zeroes Traffic.
 func (r *Recorder) Reset() {
 	r.mu.Lock()
 	r.samples = nil
+	r.bytes, r.packets = 0, 0
 	r.mu.Unlock()
 }
 

@@ -124,8 +124,13 @@ func (c *StatsdCapture) Flush() {
 // Metrics returns a copy of every sample received so far, in arrival order.
 func (c *StatsdCapture) Metrics() []Metric { return metrics(c.rec.Samples()) }
 
-// Reset forgets the samples received so far.
+// Reset forgets the samples received so far and zeroes Traffic.
 func (c *StatsdCapture) Reset() { c.rec.Reset() }
+
+// Traffic returns the payload bytes and the number of the DogStatsD
+// packets received since the capture started or was last Reset (it does
+// not flush).
+func (c *StatsdCapture) Traffic() (bytes, packets int64) { return c.rec.Traffic() }
 
 // Find returns the samples named name (with or without the "shoplab."
 // namespace) that carry all of tags, in arrival order. It does not flush.
