@@ -38,6 +38,7 @@ func budgetCases(t *testing.T, e *budgetEnv) []reqCase {
 	heavy := id(`SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
 	user1 := id(`SELECT id::text FROM customers WHERE email = 'user1@example.com'`)
 	user1Orders := count(`SELECT count(*) FROM orders WHERE customer_id = $1`, user1)
+	buyer := id(`INSERT INTO customers (email, name) VALUES ('budget.buyer@example.com', 'Buyer') RETURNING id::text`) // checkouts: user1's history stays as seeded
 	idle := id(`INSERT INTO customers (email, name) VALUES ('budget.idle@example.com', 'No Orders') RETURNING id::text`)
 	heavyLines := count(`SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.customer_id = $1`, heavy)
 	const unknown = "00000000-0000-4000-8000-000000000000"
@@ -117,15 +118,15 @@ func budgetCases(t *testing.T, e *budgetEnv) []reqCase {
 			body: func(i int) string { return fmt.Sprintf(`{"email":"budget%d@example.com","name":"Budget"}`, i) }},
 
 		{endpoint: "POST /orders/checkout", name: "1 line", method: "POST", path: "/orders/checkout", ctype: "application/json", status: 201,
-			body: cart(user1, endless[0]), allocs: true, telem: true},
+			body: cart(buyer, endless[0]), allocs: true, telem: true},
 		{endpoint: "POST /orders/checkout", name: "5 lines", method: "POST", path: "/orders/checkout", ctype: "application/json", status: 201,
-			body: cart(user1, endless...)},
+			body: cart(buyer, endless...)},
 		{endpoint: "POST /orders/checkout", name: "1 line, new Idempotency-Key", method: "POST", path: "/orders/checkout", ctype: "application/json", status: 201,
-			body: cart(user1, endless[1]), header: key("budget-key-%d")},
+			body: cart(buyer, endless[1]), header: key("budget-key-%d")},
 		{endpoint: "POST /orders/checkout", name: "replay of a finished Idempotency-Key", method: "POST", path: "/orders/checkout", ctype: "application/json", status: 201,
-			body: cart(user1, endless[2]), header: func(int) []string { return []string{httpapi.IdempotencyKeyHeader, "budget-replay"} }},
+			body: cart(buyer, endless[2]), header: func(int) []string { return []string{httpapi.IdempotencyKeyHeader, "budget-replay"} }},
 		{endpoint: "POST /orders/checkout", name: "insufficient stock (409)", method: "POST", path: "/orders/checkout", ctype: "application/json", status: 409,
-			body: cart(user1, endless[3], soldOut)},
+			body: cart(buyer, endless[3], soldOut)},
 
 		get(orders, "heavy user (120 orders), limit=1", "/orders/"+heavy+"?limit=1", 200),
 		func() reqCase {
