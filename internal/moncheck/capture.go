@@ -7,8 +7,8 @@
 // bench/ and the test of this package call the same functions, at different
 // scales.
 //
-// It lives under bench/ because it starts shopd and its database through
-// bench/internal/benchkit, which Go's internal rule keeps to bench/.
+// It sits at the module root's internal/ beside benchkit, which it starts
+// shopd and its database through, so that bench/ and chaos/ both use it.
 package moncheck
 
 import (
@@ -33,7 +33,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"github.com/shoplab/shoplab/bench/internal/benchkit"
+	"github.com/shoplab/shoplab/internal/benchkit"
 	"github.com/shoplab/shoplab/service/postgres"
 	"github.com/shoplab/shoplab/service/telemetry/ddquery"
 )
