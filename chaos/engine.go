@@ -64,7 +64,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	mons, err := moncheck.LoadMonitors(opt.Root + "/monitors")
+	mons, err := loadMonitors(opt.Root)
 	if err != nil {
 		return nil, err
 	}

@@ -121,3 +121,7 @@ func FirstQuery(path string) (string, error) {
 	}
 	return string(m[1]), nil
 }
+
+func loadMonitors(root string) ([]moncheck.Monitor, error) {
+	return moncheck.LoadMonitors(filepath.Join(root, "monitors"))
+}

@@ -132,8 +132,8 @@ func lockHolder() *Scenario {
 		Incident:   "4, checkout sporadically takes 15+ s (symptom checkout-latency)",
 		Summary:    "another session holds the flash-sale product's row (SELECT ... FOR UPDATE) 20 s at a time",
 		Full:       Phases{Healthy: 30 * time.Second, Fault: 3 * time.Minute, Recovery: 5 * time.Minute},
-		Compressed: Phases{Healthy: 5 * time.Second, Fault: 7 * time.Second, Recovery: 7 * time.Second},
-		Load:       []Load{healthy(15), buyers("flash sale", 15, hot)},
+		Compressed: Phases{Healthy: 5 * time.Second, Fault: 7 * time.Second, Recovery: 9 * time.Second},
+		Load:       []Load{healthy(15), buyers("flash sale", 6, hot)},
 		Fault: Fault{
 			Inject: func(ctx context.Context, e *Env) error {
 				return h.hold(ctx, e, min(20*time.Second, e.Phases.Fault),
