@@ -6,15 +6,14 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
 // before is the database as the load found it.
 type before struct {
-	at    time.Time // the database's clock
-	stock map[string]int64
+	orders map[string]bool // the orders that existed
+	stock  map[string]int64
 }
 
 func snapshot(ctx context.Context, e *Env) (*before, error) {
@@ -23,11 +22,19 @@ func snapshot(ctx context.Context, e *Env) (*before, error) {
 		return nil, err
 	}
 	defer c.Close(context.WithoutCancel(ctx))
-	b := &before{stock: map[string]int64{}}
-	if err := c.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&b.at); err != nil {
+	b := &before{stock: map[string]int64{}, orders: map[string]bool{}}
+	rows, err := c.Query(ctx, `SELECT id::text FROM orders`)
+	if err != nil {
 		return nil, err
 	}
-	rows, err := c.Query(ctx, `SELECT id::text, inventory FROM products`)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		b.orders[id] = true
+	}
+	rows, err = c.Query(ctx, `SELECT id::text, inventory FROM products`)
 	if err != nil {
 		return nil, err
 	}
@@ -55,13 +62,32 @@ func checkInvariants(ctx context.Context, e *Env, b *before, rec *recorder, name
 		return nil, err
 	}
 	defer c.Close(context.WithoutCancel(ctx))
+	// The run's orders are those the snapshot did not have, and their
+	// lines the units they consumed.
 	var orders []string
-	rows, err := c.Query(ctx, `SELECT id::text FROM orders WHERE created_at >= $1`, b.at)
+	consumed := map[string]int64{}
+	rows, err := c.Query(ctx, `SELECT o.id::text, oi.product_id::text, oi.quantity::bigint
+FROM orders o JOIN order_items oi ON oi.order_id = o.id`)
 	if err != nil {
 		return nil, err
 	}
-	orders, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
+	seen := map[string]bool{}
+	for rows.Next() {
+		var id, product string
+		var q int64
+		if err := rows.Scan(&id, &product, &q); err != nil {
+			return nil, err
+		}
+		if b.orders[id] {
+			continue
+		}
+		if !seen[id] {
+			seen[id] = true
+			orders = append(orders, id)
+		}
+		consumed[product] += q
+	}
+	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	var out []Invariant
@@ -69,25 +95,8 @@ func checkInvariants(ctx context.Context, e *Env, b *before, rec *recorder, name
 		inv := Invariant{Name: name, OK: true}
 		switch name {
 		case InvStock:
-			consumed := map[string]int64{}
-			rows, err := c.Query(ctx, `SELECT oi.product_id::text, sum(oi.quantity)::bigint FROM order_items oi
-JOIN orders o ON o.id = oi.order_id WHERE o.created_at >= $1 GROUP BY 1`, b.at)
-			if err != nil {
-				return nil, err
-			}
-			for rows.Next() {
-				var id string
-				var n int64
-				if err := rows.Scan(&id, &n); err != nil {
-					return nil, err
-				}
-				consumed[id] = n
-			}
-			if err := rows.Err(); err != nil {
-				return nil, err
-			}
 			after := map[string]int64{}
-			rows, err = c.Query(ctx, `SELECT id::text, inventory FROM products`)
+			rows, err := c.Query(ctx, `SELECT id::text, inventory FROM products`)
 			if err != nil {
 				return nil, err
 			}

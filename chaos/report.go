@@ -179,7 +179,7 @@ func (r *Report) judge(mons []moncheck.Monitor, results []moncheck.Result, x *Ex
 				for code, n := range codes {
 					class := code[:1] + "xx"
 					if !slices.Contains(classes, class) {
-						bad[code] += n
+						bad[strings.TrimPrefix(k, load+"/")+" "+code] += n
 					}
 				}
 			}
