@@ -72,7 +72,9 @@ func LoadMonitors(dir string) ([]Monitor, error) {
 		th := o.GetThresholds()
 		mon := Monitor{File: filepath.Base(f), Name: m.GetName(), Query: q,
 			Thresholds: ddquery.Thresholds{Critical: q.Threshold},
-			Options:    ddquery.Options{Step: Step, NotifyNoData: o.GetNotifyNoData()},
+			// Datadog evaluates a sum's missing data as zero unless
+			// told to notify on no data.
+			Options: ddquery.Options{Step: Step, NotifyNoData: o.GetNotifyNoData(), MissingAsZero: q.TimeAgg == "sum" && !o.GetNotifyNoData()},
 		}
 		for _, l := range runbookRE.FindAllStringSubmatch(m.GetMessage(), -1) {
 			if !slices.Contains(mon.Runbooks, l[1]) {
