@@ -128,13 +128,13 @@ func lockHolder() *Scenario {
 	h := &holder{}
 	hot := func(e *Env) string { return e.Fixture.Products[0] }
 	return &Scenario{
-		Name:       "lock-holder",
-		Incident:   "4, checkout sporadically takes 15+ s (symptom checkout-latency)",
-		Summary:    "another session holds the flash-sale product's row (SELECT ... FOR UPDATE) 20 s at a time",
+		Name:     "lock-holder",
+		Incident: "4, checkout sporadically takes 15+ s (symptom checkout-latency)",
+		Summary:  "another session holds the flash-sale product's row (SELECT ... FOR UPDATE) 20 s at a time",
 		// Full scale: checkout-lock-wait (avg over 5 min, recovery below
 		// 500 ms) was OK again exactly 5 min after the heal; 6 min of
 		// recovery leave a margin.
-		Full: Phases{Healthy: 30 * time.Second, Fault: 3 * time.Minute, Recovery: 6 * time.Minute},
+		Full:       Phases{Healthy: 30 * time.Second, Fault: 3 * time.Minute, Recovery: 6 * time.Minute},
 		Compressed: Phases{Healthy: 5 * time.Second, Fault: 7 * time.Second, Recovery: 9 * time.Second},
 		Load:       []Load{healthy(15), buyers("flash sale", 6, hot)},
 		Fault: Fault{
