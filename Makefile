@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports
+.PHONY: build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -35,7 +35,7 @@ lint-migrations:
 	./scripts/lint-migrations.sh
 
 fmt:
-	gofmt -l -w service migrations bench ops monitors
+	gofmt -l -w service migrations bench ops monitors internal chaos
 
 ## config-docs: rewrite README.md's configuration tables from service/cmd/shopd/config.go
 config-docs:
@@ -48,9 +48,16 @@ bench-orders:
 ## bench-checkout: vegeta against a fresh shopd + database (hot product, uniform carts),
 ## invariants checked in the database, pgbench with the same transaction as the floor.
 ## Flags: make bench-checkout BENCH_FLAGS='-duration 20s -workers 16 -rate 300' (or -url/-db for a running service)
+## With SCENARIO=<name> it runs that chaos scenario instead (make chaos SCENARIO=<name>):
+## make bench-checkout SCENARIO=lock-holder reproduces the 15-second checkout.
 BENCH_FLAGS ?=
+SCENARIO ?=
 bench-checkout: build
+ifneq ($(SCENARIO),)
+	$(GO) run ./chaos/cmd/chaos -shopd $(BIN) -scenario $(SCENARIO) $(CHAOS_FLAGS)
+else
 	$(GO) run ./bench/checkout -shopd $(BIN) $(BENCH_FLAGS)
+endif
 ## bench-import: 1,000 and 100,000 products through POST /admin/products/import
 ## against psql \copy of the same rows, in one run, on a fresh database and
 ## a shopd of its own (free port); prints a table, writes bench/results/import.json
@@ -88,6 +95,14 @@ monitors-check: build
 PREVIEW_FLAGS ?=
 dashboards-preview: build
 	$(GO) run ./bench/dashboards-preview -shopd $(BIN) $(PREVIEW_FLAGS)
+
+## chaos: list the incident scenarios; make chaos SCENARIO=<name> runs one at full
+## scale (fresh database and shopd, load, a real fault, every monitor evaluated),
+## prints its timeline and writes bench/results/chaos/<name>.{json,html}.
+## Flags: make chaos SCENARIO=lock-holder CHAOS_FLAGS='-factor 60' (compressed, as go test runs it)
+CHAOS_FLAGS ?=
+chaos: build
+	$(GO) run ./chaos/cmd/chaos -shopd $(BIN) $(if $(SCENARIO),-scenario $(SCENARIO)) $(CHAOS_FLAGS)
 
 clean:
 	rm -rf bin

@@ -602,6 +602,7 @@ func TestAssets(t *testing.T) {
 		if got := sections(t, file); !slices.Equal(got, template) {
 			t.Errorf("runbooks/%s.md: sections %q, want the template's %q (runbooks/TEMPLATE.md)", name, got, template)
 		}
+		checkFirstQuery(t, file)
 	}
 
 	// Every shoplab metric of the catalogue is on a dashboard.
@@ -615,6 +616,40 @@ func TestAssets(t *testing.T) {
 		if !cat[name].agent && !onDashboard[name] {
 			t.Errorf("docs/metrics.md: %s is on no dashboard", name)
 		}
+	}
+}
+
+var firstQueryRE = regexp.MustCompile("^First query: `([^`]+)`$")
+
+// checkFirstQuery requires the runbook's Diagnosis section to hold one line
+// "First query: `<metric query>`" (runbooks/TEMPLATE.md), whose query
+// parses with ddquery: chaos evaluates it over a scenario's fault phase.
+func checkFirstQuery(t *testing.T, file string) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	section, n := "", 0
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if h, ok := strings.CutPrefix(line, "## "); ok {
+			section = strings.TrimSpace(h)
+		}
+		m := firstQueryRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		n++
+		rel := "runbooks/" + filepath.Base(file)
+		if section != "Diagnosis" {
+			t.Errorf("%s: the first query is in section %q, want Diagnosis", rel, section)
+		}
+		if _, err := ddquery.ParseQuery(m[1]); err != nil {
+			t.Errorf("%s: first query %s: %v", rel, m[1], err)
+		}
+	}
+	if n != 1 {
+		t.Errorf("runbooks/%s: %d \"First query: `...`\" lines in Diagnosis, want 1", filepath.Base(file), n)
 	}
 }
 

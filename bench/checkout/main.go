@@ -42,7 +42,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/shoplab/shoplab/bench/internal/benchkit"
+	"github.com/shoplab/shoplab/internal/benchkit"
 )
 
 type options struct {

@@ -22,8 +22,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/shoplab/shoplab/bench/internal/benchkit"
-	"github.com/shoplab/shoplab/bench/internal/moncheck"
+	"github.com/shoplab/shoplab/internal/benchkit"
+	"github.com/shoplab/shoplab/internal/moncheck"
 	"github.com/shoplab/shoplab/service/telemetry/ddquery"
 )
 

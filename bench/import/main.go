@@ -5,7 +5,7 @@
 // It creates a fresh database on the server named by -server (default:
 // BENCH_DATABASE_URL, else TEST_DATABASE_URL, else the local PostgreSQL),
 // migrates it (the migrations `shopd migrate up` runs), starts `shopd
-// serve` as a subprocess on a free port of 127.0.0.1 (bench/internal/benchkit
+// serve` as a subprocess on a free port of 127.0.0.1 (internal/benchkit
 // does both), and generates products in the
 // original generator's shape ("Bulk Import Product i", price 10-509,
 // inventory 10-109). For every size and format it empties the table and
@@ -47,7 +47,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/shoplab/shoplab/bench/internal/benchkit"
+	"github.com/shoplab/shoplab/internal/benchkit"
 )
 
 // Goals of issue 5 for the largest import.

@@ -34,7 +34,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"github.com/shoplab/shoplab/bench/internal/benchkit"
+	"github.com/shoplab/shoplab/internal/benchkit"
 	"github.com/shoplab/shoplab/service/postgres"
 )
 

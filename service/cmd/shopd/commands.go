@@ -176,9 +176,9 @@ func startBackground(ctx context.Context, cfg config, st *stores, tel *telemetry
 		return nil, err
 	}
 	var g errgroup.Group
-	g.Go(func() error { telemetry.ReportPoolStats(ctx, tel, "main", st.pool, 10*time.Second); return nil })
+	g.Go(func() error { telemetry.ReportPoolStats(ctx, tel, "main", st.pool, cfg.DBStatsInterval); return nil })
 	g.Go(func() error {
-		telemetry.ReportPoolStats(ctx, tel, "reports", st.reportsPool, 10*time.Second)
+		telemetry.ReportPoolStats(ctx, tel, "reports", st.reportsPool, cfg.DBStatsInterval)
 		return nil
 	})
 	g.Go(func() error { telemetry.SampleLockWaits(ctx, tel, st.pool, time.Second); return nil })

@@ -53,9 +53,10 @@ type ServerVars struct {
 
 // DatabaseVars configure the main pool.
 type DatabaseVars struct {
-	DatabaseURL string `env:"DATABASE_URL" desc:"PostgreSQL URL; the default is the database make run prepares, so every shopd command agrees with it (PG* variables fill only what the URL leaves out, such as PGPASSWORD)"`
-	DBMaxConns  int32  `env:"DB_MAX_CONNS" min:"1" desc:"size of the connection pool (at most 1000)"`
-	AppName     string `env:"PGAPPNAME" desc:"application_name of the service's sessions (what pg_stat_activity shows; the lock-wait sampler watches it)"`
+	DatabaseURL     string        `env:"DATABASE_URL" desc:"PostgreSQL URL; the default is the database make run prepares, so every shopd command agrees with it (PG* variables fill only what the URL leaves out, such as PGPASSWORD)"`
+	DBMaxConns      int32         `env:"DB_MAX_CONNS" min:"1" desc:"size of the connection pool (at most 1000)"`
+	AppName         string        `env:"PGAPPNAME" desc:"application_name of the service's sessions (what pg_stat_activity shows; the lock-wait sampler watches it)"`
+	DBStatsInterval time.Duration `env:"DB_STATS_INTERVAL" desc:"how often the pools' gauges and counts are reported (positive; chaos's compressed runs shorten it with the monitors' windows)"`
 }
 
 // CheckoutVars bound checkouts, their idempotency keys and searches.
@@ -175,9 +176,10 @@ func defaultVars() vars {
 			AppEnv:          "development",
 		},
 		DatabaseVars: DatabaseVars{
-			DatabaseURL: defaultDatabaseURL,
-			DBMaxConns:  20,
-			AppName:     tel.AppName,
+			DatabaseURL:     defaultDatabaseURL,
+			DBMaxConns:      20,
+			AppName:         tel.AppName,
+			DBStatsInterval: 10 * time.Second,
 		},
 		CheckoutVars: CheckoutVars{
 			CheckoutAcquireTimeout:   postgres.DefaultCheckoutAcquireTimeout,
@@ -249,6 +251,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	// Checks across variables, and ranges the types do not say.
 	if v.IdempotencyKeyTTL <= 0 {
 		errs = append(errs, errors.New("IDEMPOTENCY_KEY_TTL must be positive"))
+	}
+	if v.DBStatsInterval <= 0 {
+		errs = append(errs, errors.New("DB_STATS_INTERVAL must be positive"))
 	}
 	if v.IdempotencyCleanup <= 0 {
 		errs = append(errs, errors.New("IDEMPOTENCY_CLEANUP_INTERVAL must be positive"))

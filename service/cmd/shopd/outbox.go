@@ -84,7 +84,7 @@ func relayCommand(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	// Both run until ctx ends; the pool closes after them.
 	var g errgroup.Group
-	g.Go(func() error { telemetry.ReportPoolStats(ctx, tel, "main", pool, 10*time.Second); return nil })
+	g.Go(func() error { telemetry.ReportPoolStats(ctx, tel, "main", pool, cfg.DBStatsInterval); return nil })
 	g.Go(func() error { return r.Run(ctx) })
 	return g.Wait()
 }

@@ -60,6 +60,11 @@ type Options struct {
 	NoDataTimeframe time.Duration
 	// Vars are template variable values, as for Query.Eval.
 	Vars map[string]string
+	// MissingAsZero evaluates a window without points as 0 for a group
+	// that has had a value, instead of keeping its last state: Datadog's
+	// default on missing data for sum and count aggregations (a count
+	// that stopped coming is zero, so the alert resolves).
+	MissingAsZero bool
 }
 
 // Evaluation is the result of one evaluation of one monitor group.
@@ -136,6 +141,8 @@ func (m *Monitor) Evaluate(samples []Sample, from, to time.Time, every time.Dura
 				ev.Value, ev.HasValue = v, true
 				gs.state = m.next(gs.state, v, th)
 				gs.lastValue, gs.hasValue = t, true
+			} else if opt.MissingAsZero && gs.hasValue {
+				gs.state = m.next(gs.state, 0, th)
 			} else if opt.NotifyNoData && (!gs.hasValue || opt.NoDataTimeframe == 0 || t.Sub(gs.lastValue) >= opt.NoDataTimeframe) {
 				gs.state = NoData
 			}

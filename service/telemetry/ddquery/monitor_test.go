@@ -232,3 +232,33 @@ func TestMonitorThresholdErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluateMissingAsZero: a count that stops coming resolves the
+// alert with MissingAsZero, and keeps it without.
+func TestEvaluateMissingAsZero(t *testing.T) {
+	m, err := ddquery.ParseMonitor("sum(last_1m):sum:x.c{*}.as_count() > 5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var samples []ddquery.Sample
+	for i := range 10 {
+		samples = append(samples, ddquery.Sample{Name: "x.c", Type: "c", Value: 1, Rate: 1, Time: t0.Add(time.Duration(i) * time.Second)})
+	}
+	for _, zero := range []bool{false, true} {
+		evs, err := m.Evaluate(samples, t0.Add(30*time.Second), t0.Add(3*time.Minute), 30*time.Second, m.Thresholds(), ddquery.Options{MissingAsZero: zero})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if evs[0].State != ddquery.Alert {
+			t.Fatalf("first evaluation %v, want ALERT", evs[0].State)
+		}
+		want := ddquery.Alert
+		if zero {
+			want = ddquery.OK
+		}
+		if last := evs[len(evs)-1]; last.State != want {
+			t.Errorf("MissingAsZero %v: after the counts stopped %v, want %v", zero, last.State, want)
+		}
+	}
+}

@@ -126,6 +126,43 @@ type page struct {
 	units    map[string]string
 	samples  []ddquery.Sample
 	from, to time.Time
+	marks    []Mark
+}
+
+// Line is one series of a chart.
+type Line struct {
+	Label  string
+	Points []ddquery.Point
+}
+
+// Mark is a labelled vertical line on a chart (a phase boundary).
+type Mark struct {
+	Time  time.Time
+	Label string
+}
+
+// CSS is the style sheet the charts of RenderPreview and Chart expect.
+const CSS = css
+
+// Chart writes one line chart as inline SVG (the renderer of
+// RenderPreview) over [from, to), with a legend and the marks drawn as
+// vertical lines. unit labels the y axis. Lines without points are left
+// out; with none left it writes a "no data" note.
+func Chart(w io.Writer, lines []Line, unit string, from, to time.Time, marks ...Mark) error {
+	p := &page{from: from, to: to, marks: marks}
+	var ls []line
+	for _, l := range lines {
+		if len(l.Points) > 0 {
+			ls = append(ls, line{label: l.Label, points: l.Points})
+		}
+	}
+	if len(ls) == 0 {
+		p.b.WriteString(`<div class="nodata">no data</div>`)
+	} else {
+		p.chart(ls, unit)
+	}
+	_, err := io.WriteString(w, p.b.String())
+	return err
 }
 
 // line is one drawn series: a formula's group.
@@ -471,6 +508,11 @@ func (p *page) chart(lines []line, unit string) {
 		} else {
 			fmt.Fprintf(&p.b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`, color, strings.Join(pts, " "))
 		}
+	}
+	for _, m := range p.marks {
+		xx := x(m.Time)
+		fmt.Fprintf(&p.b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#d62728" stroke-dasharray="4 3"/><text x="%.1f" y="%.1f" fill="#d62728">%s</text>`,
+			xx, xx, top, H-bottom, xx+3, top+9, esc(m.Label))
 	}
 	p.b.WriteString(`</svg><div class="legend">`)
 	for i, l := range lines {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoplab/shoplab/bench/internal/benchkit"
+	"github.com/shoplab/shoplab/internal/benchkit"
 	"github.com/shoplab/shoplab/service/telemetry/ddquery"
 )
 

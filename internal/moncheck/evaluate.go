@@ -7,6 +7,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,7 +36,11 @@ type Monitor struct {
 	// Thresholds and Options come from the file's options.
 	Thresholds ddquery.Thresholds
 	Options    ddquery.Options
+	// Runbooks are the runbooks/<name>.md its message links, by name.
+	Runbooks []string
 }
+
+var runbookRE = regexp.MustCompile(`runbooks/([a-z0-9-]+)\.md`)
 
 // LoadMonitors reads every *.json of dir as a Datadog monitor (v1), parses
 // its query with ddquery and takes its thresholds, notify_no_data and
@@ -66,7 +72,14 @@ func LoadMonitors(dir string) ([]Monitor, error) {
 		th := o.GetThresholds()
 		mon := Monitor{File: filepath.Base(f), Name: m.GetName(), Query: q,
 			Thresholds: ddquery.Thresholds{Critical: q.Threshold},
-			Options:    ddquery.Options{Step: Step, NotifyNoData: o.GetNotifyNoData()},
+			// Datadog evaluates a sum's missing data as zero unless
+			// told to notify on no data.
+			Options: ddquery.Options{Step: Step, NotifyNoData: o.GetNotifyNoData(), MissingAsZero: q.TimeAgg == "sum" && !o.GetNotifyNoData()},
+		}
+		for _, l := range runbookRE.FindAllStringSubmatch(m.GetMessage(), -1) {
+			if !slices.Contains(mon.Runbooks, l[1]) {
+				mon.Runbooks = append(mon.Runbooks, l[1])
+			}
 		}
 		if v, ok := th.GetWarningOk(); ok {
 			mon.Thresholds.Warning = v
@@ -109,6 +122,9 @@ type Result struct {
 	OK bool `json:"ok"`
 	// Why says what was not OK.
 	Why string `json:"why,omitempty"`
+	// Trace is every evaluation, in time order then group order (for
+	// timelines; not written).
+	Trace []ddquery.Evaluation `json:"-"`
 }
 
 // Evaluate evaluates every monitor over samples as Datadog's scheduler
@@ -121,9 +137,15 @@ type Result struct {
 // show it without data, and notify nobody), NO DATA, a failure, when it is
 // true. It returns an error when an evaluation fails (ddquery's errors).
 func Evaluate(monitors []Monitor, samples []ddquery.Sample, from, to time.Time) ([]Result, error) {
+	return EvaluateEvery(monitors, samples, from, to, Every)
+}
+
+// EvaluateEvery is Evaluate with evaluations every every instead of Every:
+// chaos's compressed runs evaluate as often as their windows are short.
+func EvaluateEvery(monitors []Monitor, samples []ddquery.Sample, from, to time.Time, every time.Duration) ([]Result, error) {
 	var out []Result
 	for _, m := range monitors {
-		evs, err := m.Query.Evaluate(samples, from.Add(Every), to, Every, m.Thresholds, m.Options)
+		evs, err := m.Query.Evaluate(samples, from.Add(every), to, every, m.Thresholds, m.Options)
 		if err != nil {
 			return nil, fmt.Errorf("moncheck: %s: %w", m.File, err)
 		}
@@ -134,7 +156,7 @@ func Evaluate(monitors []Monitor, samples []ddquery.Sample, from, to time.Time) 
 
 func judge(m Monitor, evs []ddquery.Evaluation, from time.Time) Result {
 	r := Result{File: m.File, Name: m.Name, Query: m.Query.String(), Critical: m.Thresholds.Critical,
-		Warning: m.Thresholds.Warning, Evaluations: len(evs), OK: true, Transitions: []string{}}
+		Warning: m.Thresholds.Warning, Evaluations: len(evs), OK: true, Transitions: []string{}, Trace: evs}
 	below := strings.HasPrefix(m.Query.Comparator, "<")
 	final := map[string]ddquery.State{}
 	seen := map[string]bool{}
