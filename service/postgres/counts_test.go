@@ -166,7 +166,7 @@ func explainPrepared(t *testing.T, db *postgres.DB, mode, sql string, args ...st
 	}
 	defer conn.Release()
 	defer conn.Exec(context.WithoutCancel(ctx), `RESET plan_cache_mode`) //nolint:errcheck
-	defer conn.Exec(context.WithoutCancel(ctx), `DEALLOCATE explained`) //nolint:errcheck
+	defer conn.Exec(context.WithoutCancel(ctx), `DEALLOCATE explained`)  //nolint:errcheck
 	if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
 		t.Fatal(err)
 	}
