@@ -176,7 +176,7 @@ func observeImport(ctx context.Context, tel *telemetry.Telemetry, span *tracer.S
 		zap.Int("rejected", src.check.Rejected()), zap.Int64("bytes", bytes), zap.Int64("duration_ms", dur.Milliseconds()),
 		zap.Bool("analyzed", res.Analyzed))
 	if res.AnalyzeErr != nil {
-		log.Warn("import stored, but refreshing the catalogue's planner statistics (ANALYZE products) failed: plans may be poor until autovacuum or shopd's stale-statistics check analyzes it",
+		log.Warn("import stored, but refreshing the catalogue's planner statistics (VACUUM (ANALYZE) products) failed: plans may be poor until autovacuum or shopd's stale-statistics check analyzes it",
 			zap.Error(res.AnalyzeErr))
 	}
 }
