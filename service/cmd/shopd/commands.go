@@ -290,7 +290,7 @@ const autovacuumOffWarning = "autovacuum is off on this PostgreSQL server: nothi
 	"after bulk loads or deletes, so they go stale and plans made for a small table run on a large one " +
 	"(order history went from 3.9 ms to 570 ms after 1,000,000 order lines were loaded; docs/incidents.md, row 1). " +
 	"shopd analyzes products after every large import, and shopd serve analyzes every table whose rows changed by " +
-	"more than 10% since its last ANALYZE (autovacuum's own rule) once a minute; VACUUM still never runs: turn autovacuum on"
+	"more than 10% since its last ANALYZE (autovacuum's own rule) once a minute; apart from products after a large import, nothing is vacuumed: turn autovacuum on"
 
 // staleStatsInterval is how often serve looks for tables with stale
 // statistics while autovacuum is off (autovacuum_naptime's default).
