@@ -141,9 +141,10 @@ func (j *importJob) answer(res shop.ImportResult, d time.Duration) map[string]an
 
 // observeImport records an import's outcome: MetricImportDuration and
 // MetricImportBytes tagged format and outcome, MetricImportRows imported
-// and rejected; the rows, bytes and outcome as tags of the import's span,
+// and rejected; the rows, bytes, outcome and whether the import refreshed
+// the planner statistics (import.analyzed) as tags of the import's span,
 // which it finishes (with the error when the outcome is error); and an
-// "import finished" log line.
+// "import finished" log line (a warning too when that refresh failed).
 func observeImport(ctx context.Context, tel *telemetry.Telemetry, span *tracer.Span, job *importJob, res shop.ImportResult, err error, dur time.Duration) {
 	src, format, bytes := job.src, job.format, job.body.n
 	outcome := importOutcome(ctx, err)
@@ -163,14 +164,21 @@ func observeImport(ctx context.Context, tel *telemetry.Telemetry, span *tracer.S
 	span.SetTag("import.rows.rejected", src.check.Rejected())
 	span.SetTag("import.bytes", bytes)
 	span.SetTag("import.outcome", outcome)
+	span.SetTag("import.analyzed", res.Analyzed)
 	if outcome == "error" {
 		span.Finish(tracer.WithError(err))
 	} else {
 		span.Finish()
 	}
-	telemetry.Logger(ctx, tel.Log).Info("import finished", zap.String("format", format), zap.String("mode", job.mode()), zap.String("outcome", outcome),
+	log := telemetry.Logger(ctx, tel.Log)
+	log.Info("import finished", zap.String("format", format), zap.String("mode", job.mode()), zap.String("outcome", outcome),
 		zap.Int("rows", src.read), zap.Int("created", res.Created), zap.Int("updated", res.Updated),
-		zap.Int("rejected", src.check.Rejected()), zap.Int64("bytes", bytes), zap.Int64("duration_ms", dur.Milliseconds()))
+		zap.Int("rejected", src.check.Rejected()), zap.Int64("bytes", bytes), zap.Int64("duration_ms", dur.Milliseconds()),
+		zap.Bool("analyzed", res.Analyzed))
+	if res.AnalyzeErr != nil {
+		log.Warn("import stored, but refreshing the catalogue's planner statistics (VACUUM (ANALYZE) products) failed: plans may be poor until autovacuum or shopd's stale-statistics check analyzes it",
+			zap.Error(res.AnalyzeErr))
+	}
 }
 
 // importOnError reads ?onError=abort|skip; it reports whether to skip.

@@ -7,6 +7,7 @@ const (
 	OrdersByUserSQL                = ordersByUserSQL
 	ItemsByOrdersSQL               = itemsByOrdersSQL
 	SearchProductsSQL              = searchProductsSQL
+	ListProductsSQL                = listProductsSQL
 	ListProductsAfterSQL           = listProductsAfterSQL
 	ListMissingDescriptionAfterSQL = listMissingDescriptionAfterSQL
 )

@@ -29,6 +29,12 @@ type ImportResult struct {
 	// Updated counts the rows whose SKU matched an existing product, which
 	// they updated (or left as it was when nothing changed).
 	Updated int
+	// Analyzed tells that the import was large enough to refresh the
+	// catalogue's planner statistics (ANALYZE) after its commit.
+	Analyzed bool
+	// AnalyzeErr is why that refresh failed, after a successful import:
+	// the rows are stored; only the statistics may be stale.
+	AnalyzeErr error
 }
 
 // Count is the number of rows imported: created plus updated.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,10 +86,17 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	defer st.close()
 	st.switches = board
 	st.db.Switches = board
+	autovacuumOff := false
+	if on, err := st.db.Autovacuum(ctx); err != nil {
+		log.Warn("could not read the server's autovacuum setting", zap.Error(err))
+	} else if !on {
+		autovacuumOff = true
+		log.Warn(autovacuumOffWarning, zap.Duration("check_interval", staleStatsInterval))
+	}
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
-	work, err := startBackground(bg, cfg, st, tel)
+	work, err := startBackground(bg, cfg, st, tel, autovacuumOff)
 	if err != nil {
 		return err
 	}
@@ -167,10 +175,11 @@ func (s *stores) close() {
 }
 
 // startBackground starts serve's background work in one group tied to ctx:
-// the pool and lock-wait samplers, the idempotency key cleanup and the
-// outbox relay (or, without one, the outbox gauges). Each runs until ctx
-// ends; the caller waits for the group before closing the pools.
-func startBackground(ctx context.Context, cfg config, st *stores, tel *telemetry.Telemetry) (*errgroup.Group, error) {
+// the pool and lock-wait samplers, the idempotency key cleanup, the outbox
+// relay (or, without one, the outbox gauges) and, when autovacuum is off,
+// the stale-statistics check. Each runs until ctx ends; the caller waits
+// for the group before closing the pools.
+func startBackground(ctx context.Context, cfg config, st *stores, tel *telemetry.Telemetry, autovacuumOff bool) (*errgroup.Group, error) {
 	outbox, err := outboxWork(cfg, st.db, tel)
 	if err != nil {
 		return nil, err
@@ -184,6 +193,9 @@ func startBackground(ctx context.Context, cfg config, st *stores, tel *telemetry
 	g.Go(func() error { telemetry.SampleLockWaits(ctx, tel, st.pool, time.Second); return nil })
 	g.Go(func() error { expireIdempotencyKeys(ctx, tel, st.db, cfg.IdempotencyCleanup); return nil })
 	g.Go(func() error { return outbox(ctx) })
+	if autovacuumOff {
+		g.Go(func() error { analyzeStaleTables(ctx, tel, st.db, staleStatsInterval); return nil })
+	}
 	if st.switches != nil {
 		g.Go(func() error { reportSwitches(ctx, tel, st.switches, 10*time.Second); return nil })
 	}
@@ -272,6 +284,43 @@ func expireIdempotencyKeys(ctx context.Context, tel *telemetry.Telemetry, db *po
 	}
 }
 
+// autovacuumOffWarning is what serve logs, and setup prints, when the
+// server's autovacuum is off.
+const autovacuumOffWarning = "autovacuum is off on this PostgreSQL server: nothing refreshes the planner's statistics " +
+	"after bulk loads or deletes, so they go stale and plans made for a small table run on a large one " +
+	"(order history went from 3.9 ms to 570 ms after 1,000,000 order lines were loaded; docs/incidents.md, row 1). " +
+	"shopd analyzes products after every large import, and shopd serve analyzes every table whose rows changed by " +
+	"more than 10% since its last ANALYZE (autovacuum's own rule) once a minute; apart from products after a large import, nothing is vacuumed: turn autovacuum on"
+
+// staleStatsInterval is how often serve looks for tables with stale
+// statistics while autovacuum is off (autovacuum_naptime's default).
+const staleStatsInterval = time.Minute
+
+// analyzeStaleTables runs db.AnalyzeStale now and then every interval until
+// ctx ends, and logs the tables it analyzed and how long that took (each
+// ANALYZE is also a stats.analyze SQL span). Failures are logged; the next
+// run retries.
+func analyzeStaleTables(ctx context.Context, tel *telemetry.Telemetry, db *postgres.DB, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		tables, err := db.AnalyzeStale(ctx)
+		if len(tables) > 0 {
+			tel.Log.Info("stale planner statistics refreshed (ANALYZE)", zap.Strings("tables", tables),
+				zap.Int64("duration_ms", time.Since(start).Milliseconds()))
+		}
+		if err != nil && ctx.Err() == nil {
+			tel.Log.Warn("stale-statistics check failed", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 func migrate(ctx context.Context, cfg config, command string, stdout io.Writer) error {
 	pool, err := openPool(ctx, cfg, nil)
 	if err != nil {
@@ -317,9 +366,20 @@ func setup(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	if n > 0 {
 		fmt.Fprintf(stdout, "database already holds %d products; not seeding\n", n)
-		return nil
+	} else if err := seed(ctx, cfg, stdout); err != nil {
+		return err
 	}
-	return seed(ctx, cfg, stdout)
+	db := postgres.New(pool)
+	on, err := db.Autovacuum(ctx)
+	if err != nil || on {
+		return err
+	}
+	fmt.Fprintf(stdout, "warning: %s\n", autovacuumOffWarning)
+	tables, err := db.AnalyzeStale(ctx)
+	if len(tables) > 0 {
+		fmt.Fprintf(stdout, "analyzed tables with stale statistics: %s\n", strings.Join(tables, ", "))
+	}
+	return err
 }
 
 // createDatabase creates the database that dsn names when it does not

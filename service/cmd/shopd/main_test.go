@@ -132,24 +132,41 @@ func TestRunEndToEnd(t *testing.T) {
 	getenv := func(k string) string { return env[k] }
 	ctx := t.Context()
 
-	if err := run(ctx, []string{"shopd", "setup"}, getenv, io.Discard, io.Discard); err != nil {
+	var first strings.Builder
+	if err := run(ctx, []string{"shopd", "setup"}, getenv, &first, io.Discard); err != nil {
 		t.Fatalf("setup: %v", err)
 	}
 	var out strings.Builder
 	if err := run(ctx, []string{"shopd", "setup"}, getenv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "not seeding") {
 		t.Fatalf("second setup: %v %q", err, out.String())
 	}
+	// Both commands warn when the server's autovacuum is off (it is on
+	// these machines), and only then.
+	var autovacuum string
+	if err := pgxConnectScalar(ctx, dsn, "SHOW autovacuum", &autovacuum); err != nil {
+		t.Fatal(err)
+	}
+	const autovacuumWarning = "autovacuum is off on this PostgreSQL server"
+	if got := strings.Contains(first.String(), "warning: "+autovacuumWarning); got != (autovacuum == "off") {
+		t.Errorf("setup with autovacuum %s: warned %v:\n%s", autovacuum, got, first.String())
+	}
 
 	base, logs, stop := startServe(t, getenv)
-	warned := false
+	warned, warnedAutovacuum := false, false
 	for _, line := range logs.snapshot() {
 		var l struct{ Msg, Level string }
 		if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Msg, "ADMIN_TOKEN is not set") && l.Level == "warn" {
 			warned = true
 		}
+		if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Msg, autovacuumWarning) && l.Level == "warn" {
+			warnedAutovacuum = true
+		}
 	}
 	if !warned {
 		t.Error("serve did not warn that ADMIN_TOKEN is unset")
+	}
+	if warnedAutovacuum != (autovacuum == "off") {
+		t.Errorf("serve with autovacuum %s: warned %v", autovacuum, warnedAutovacuum)
 	}
 	for i := 0; ; i++ {
 		res, err := http.Get(base + "/health")
@@ -278,4 +295,14 @@ func TestServeRefusesOpenAdminInProduction(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "ADMIN_TOKEN") {
 		t.Errorf("serve = %v, want a refusal naming ADMIN_TOKEN", err)
 	}
+}
+
+// pgxConnectScalar reads one value with a connection of its own.
+func pgxConnectScalar(ctx context.Context, dsn, sql string, dest any) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return conn.QueryRow(ctx, sql).Scan(dest)
 }
