@@ -107,7 +107,8 @@ func (e *Env) StartShopd(ctx context.Context, extra ...string) (*benchkit.Shopd,
 		return nil, err
 	}
 	env := moncheck.ShopdEnv(e.Recorder.Addr(), e.Sink.Addr(), "chaos", AdminToken)
-	env = append(env, "DB_STATS_INTERVAL="+scaleDur(10*time.Second, e.Factor, 250*time.Millisecond).String())
+	stats := scaleDur(10*time.Second, e.Factor, 250*time.Millisecond).String()
+	env = append(env, "DB_STATS_INTERVAL="+stats, "RELAY_STATS_INTERVAL="+stats)
 	env = append(env, e.Scenario.Shopd...)
 	if len(e.Scenario.Switches) > 0 {
 		env = append(env, "SWITCHES="+strings.Join(e.Scenario.Switches, ","))
