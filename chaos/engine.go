@@ -103,6 +103,12 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 		}
 		e.closes = append(e.closes, e.Proxy.Stop)
 	}
+	if sc.Balanced {
+		if e.lb, err = startBalancer(); err != nil {
+			return nil, err
+		}
+		e.closes = append(e.closes, e.lb.close)
+	}
 	if sc.Setup != nil {
 		if err := sc.Setup(ctx, e); err != nil {
 			return nil, fmt.Errorf("chaos: %s: setup: %w", sc.Name, err)
@@ -122,6 +128,9 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	rec := &recorder{}
 	start := time.Now()
 	rep.Start = start
+	e.mu.Lock()
+	e.start = start
+	e.mu.Unlock()
 	rep.Phases = []Phase{
 		{Name: "healthy", From: start, To: start.Add(phases.Healthy)},
 		{Name: "fault", From: start.Add(phases.Healthy), To: start.Add(phases.Healthy + phases.Fault)},
