@@ -98,6 +98,7 @@ func Scenarios() []*Scenario {
 		smtpOutage(),
 		rollingRestart(),
 		migrationLock(),
+		migrationLockSafe(),
 	}
 }
 
