@@ -82,6 +82,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	e := &Env{Scenario: sc, Phases: phases, Factor: opt.Factor, bin: bin, logDir: newLogDir(sc.Name)}
 	defer e.close()
 	label := strings.ReplaceAll(sc.Name, "-", "_")
+	label = label[:min(len(label), 15)] // benchkit takes labels of 21 characters at most, "chaos_" included
 	if e.DB, err = benchkit.CreateDatabase(ctx, opt.Server, "chaos_"+label); err != nil {
 		return nil, err
 	}
