@@ -99,7 +99,7 @@ func TestScaleMonitor(t *testing.T) {
 		if s.Query.String() != m.Query.String() {
 			t.Errorf("%s: query text changed", m.File)
 		}
-		count := IsCountThreshold(m)
+		count := IsCountThreshold(m) || IsAgeThreshold(m)
 		if want := m.Query.Threshold; count {
 			want /= 60
 			if s.Thresholds.Critical != want || s.Query.Threshold != want {
@@ -121,6 +121,11 @@ func TestScaleMonitor(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("%s is not taken for a count threshold", id)
+		}
+	}
+	for _, m := range mons {
+		if MonitorID(m) == "outbox-oldest-pending" && !IsAgeThreshold(m) {
+			t.Error("outbox-oldest-pending is not taken for an age threshold")
 		}
 	}
 }

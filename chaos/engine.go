@@ -82,6 +82,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	e := &Env{Scenario: sc, Phases: phases, Factor: opt.Factor, bin: bin, logDir: newLogDir(sc.Name)}
 	defer e.close()
 	label := strings.ReplaceAll(sc.Name, "-", "_")
+	label = label[:min(len(label), 15)] // benchkit takes labels of 21 characters at most, "chaos_" included
 	if e.DB, err = benchkit.CreateDatabase(ctx, opt.Server, "chaos_"+label); err != nil {
 		return nil, err
 	}
@@ -103,6 +104,12 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 		}
 		e.closes = append(e.closes, e.Proxy.Stop)
 	}
+	if sc.Balanced {
+		if e.lb, err = startBalancer(); err != nil {
+			return nil, err
+		}
+		e.closes = append(e.closes, e.lb.close)
+	}
 	if sc.Setup != nil {
 		if err := sc.Setup(ctx, e); err != nil {
 			return nil, fmt.Errorf("chaos: %s: setup: %w", sc.Name, err)
@@ -122,6 +129,9 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	rec := &recorder{}
 	start := time.Now()
 	rep.Start = start
+	e.mu.Lock()
+	e.start = start
+	e.mu.Unlock()
 	rep.Phases = []Phase{
 		{Name: "healthy", From: start, To: start.Add(phases.Healthy)},
 		{Name: "fault", From: start.Add(phases.Healthy), To: start.Add(phases.Healthy + phases.Fault)},

@@ -50,6 +50,8 @@ type Env struct {
 	// database off with CutDatabase.
 	Proxy *toxiproxy.Proxy
 
+	lb     *balancer
+	start  time.Time // when the load started
 	bin    string
 	logDir string
 	mu     sync.Mutex
@@ -59,10 +61,14 @@ type Env struct {
 	notes []string
 }
 
-// URL is the base URL of the first shopd.
+// URL is the base URL of the first shopd, or of the load balancer in
+// front of them when the scenario is Balanced.
 func (e *Env) URL() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.lb != nil {
+		return e.lb.url
+	}
 	if len(e.shopds) == 0 {
 		return ""
 	}
@@ -107,7 +113,8 @@ func (e *Env) StartShopd(ctx context.Context, extra ...string) (*benchkit.Shopd,
 		return nil, err
 	}
 	env := moncheck.ShopdEnv(e.Recorder.Addr(), e.Sink.Addr(), "chaos", AdminToken)
-	env = append(env, "DB_STATS_INTERVAL="+scaleDur(10*time.Second, e.Factor, 250*time.Millisecond).String())
+	stats := scaleDur(10*time.Second, e.Factor, 250*time.Millisecond).String()
+	env = append(env, "DB_STATS_INTERVAL="+stats, "RELAY_STATS_INTERVAL="+stats)
 	env = append(env, e.Scenario.Shopd...)
 	if len(e.Scenario.Switches) > 0 {
 		env = append(env, "SWITCHES="+strings.Join(e.Scenario.Switches, ","))
@@ -126,7 +133,31 @@ func (e *Env) StartShopd(ctx context.Context, extra ...string) (*benchkit.Shopd,
 	e.mu.Lock()
 	e.shopds = append(e.shopds, s)
 	e.mu.Unlock()
+	if e.lb != nil {
+		if err := e.lb.add(s.URL); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// Drain takes shopd s out of the load balancer's service (a Balanced
+// scenario): no new request goes to it. It returns how many requests s was
+// serving then.
+func (e *Env) Drain(s *benchkit.Shopd) int64 {
+	if e.lb == nil {
+		return 0
+	}
+	return e.lb.drain(s.URL)
+}
+
+// InFlight is how many requests the load balancer has sent to s and not
+// yet seen answered (0 without a balancer).
+func (e *Env) InFlight(s *benchkit.Shopd) int64 {
+	if e.lb == nil {
+		return 0
+	}
+	return e.lb.inFlight(s.URL)
 }
 
 // Session opens another PostgreSQL session on the run's database (not

@@ -147,6 +147,27 @@ FROM orders o JOIN order_items oi ON oi.order_id = o.id`)
 		case InvMailPerOrder:
 			inv.OK = mails == int64(len(orders))
 			inv.Detail = fmt.Sprintf("%d mails for %d orders", mails, len(orders))
+			// Per order, by Message-ID (<order-confirmation.<id>@...>):
+			// equal totals could hide a mail missing and another twice.
+			perOrder := map[string]int{}
+			for id, n := range e.Sink.MessageIDs() {
+				if _, rest, ok := strings.Cut(id, "order-confirmation."); ok {
+					perOrder[strings.SplitN(rest, "@", 2)[0]] += n
+				}
+			}
+			if len(perOrder) > 0 {
+				var none, twice int
+				for _, id := range orders {
+					switch n := perOrder[id]; {
+					case n == 0:
+						none++
+					case n > 1:
+						twice++
+					}
+				}
+				inv.OK = inv.OK && none == 0 && twice == 0
+				inv.Detail += fmt.Sprintf("; by Message-ID: %d orders without a mail, %d with more than one", none, twice)
+			}
 		}
 		out = append(out, inv)
 	}

@@ -47,6 +47,11 @@ type Scenario struct {
 	// ThroughProxy puts the toxiproxy between shopd and PostgreSQL
 	// (Env.Proxy); otherwise shopd connects directly.
 	ThroughProxy bool
+	// Balanced puts an in-process HTTP load balancer in front of the
+	// shopd processes (every shopd started joins it): Env.URL is then the
+	// balancer's, and Env.Drain takes an instance out of service before
+	// it is stopped (a rolling restart).
+	Balanced bool
 
 	// Setup, when set, runs after the seed and before shopd starts: extra
 	// fixtures (Env.Fixture, Env.Admin).
@@ -89,7 +94,12 @@ type Fault struct {
 // Scenarios returns every declared scenario, in the order `make chaos`
 // lists them.
 func Scenarios() []*Scenario {
-	return []*Scenario{lockHolder(), poolExhaustion(), badClients(), reportStorm()}
+	return []*Scenario{lockHolder(), poolExhaustion(), badClients(), reportStorm(),
+		smtpOutage(),
+		rollingRestart(),
+		migrationLock(),
+		migrationLockSafe(),
+	}
 }
 
 // Find returns the scenario named name, or nil.

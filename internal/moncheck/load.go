@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/mail"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -272,6 +273,8 @@ func gcd(a, b int) int {
 type SMTPSink struct {
 	addr  string
 	count atomic.Int64
+	idsMu sync.Mutex
+	ids   map[string]int // messages by Message-ID
 
 	mu   sync.Mutex
 	srv  *smtp.Server
@@ -308,6 +311,19 @@ func (s *SMTPSink) Addr() string { return s.addr }
 
 // Count is how many messages the sink has accepted.
 func (s *SMTPSink) Count() int64 { return s.count.Load() }
+
+// MessageIDs counts the accepted messages by their Message-ID header (the
+// confirmation of an order has one of its own, the same on every attempt):
+// a count above 1 is a mail received twice.
+func (s *SMTPSink) MessageIDs() map[string]int {
+	s.idsMu.Lock()
+	defer s.idsMu.Unlock()
+	out := make(map[string]int, len(s.ids))
+	for k, v := range s.ids {
+		out[k] = v
+	}
+	return out
+}
 
 // Stop closes the listener and every connection: until Start, connections
 // to Addr are refused. Stopping a stopped sink does nothing.
@@ -348,9 +364,22 @@ func (*sinkSession) Logout() error                        { return nil }
 func (*sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
 func (*sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
 func (s *sinkSession) Data(r io.Reader) error {
+	var id string
+	if m, err := mail.ReadMessage(r); err == nil {
+		id = m.Header.Get("Message-Id")
+		r = m.Body
+	}
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return err
 	}
 	s.sink.count.Add(1)
+	if id != "" {
+		s.sink.idsMu.Lock()
+		if s.sink.ids == nil {
+			s.sink.ids = map[string]int{}
+		}
+		s.sink.ids[id]++
+		s.sink.idsMu.Unlock()
+	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
 
 	"github.com/shoplab/shoplab/migrations"
 )
@@ -32,6 +34,12 @@ type Migrator struct {
 	Retries int
 	// Backoff is the first pause before a retry (default 1s); it doubles.
 	Backoff time.Duration
+	// FS and Table, when both set, are other migrations and the table
+	// that records them, kept apart from the schema's own (a one-off
+	// change, e.g. chaos's migration-lock-safe); by default the embedded
+	// migrations and goose's table.
+	FS    fs.FS
+	Table string
 }
 
 // Migrate runs a goose command with the embedded migrations and the default
@@ -178,7 +186,16 @@ func (m Migrator) run(ctx context.Context, fn func(*goose.Provider) error) error
 	db := stdlib.OpenDB(*m.Pool.Config().ConnConfig.Copy())
 	defer db.Close()
 	db.SetMaxOpenConns(2) // one for goose's session, one spare
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	var p *goose.Provider
+	var err error
+	if m.FS != nil && m.Table != "" {
+		var store database.Store
+		if store, err = database.NewStore(database.DialectPostgres, m.Table); err == nil {
+			p, err = goose.NewProvider(goose.DialectCustom, db, m.FS, goose.WithStore(store))
+		}
+	} else {
+		p, err = goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	}
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}

@@ -74,7 +74,7 @@ func (c Config) Validate() error {
 	case c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase:
 		return shop.Errorf(shop.EINVALID, "RELAY_BACKOFF_BASE must be positive and at most RELAY_BACKOFF_MAX")
 	case c.StatsInterval <= 0:
-		return shop.Errorf(shop.EINVALID, "the relay's stats interval must be positive")
+		return shop.Errorf(shop.EINVALID, "RELAY_STATS_INTERVAL must be positive")
 	case c.Retention < 0:
 		return shop.Errorf(shop.EINVALID, "RELAY_RETENTION must not be negative")
 	}

@@ -101,14 +101,15 @@ type MailVars struct {
 
 // RelayVars configure the outbox relay.
 type RelayVars struct {
-	RelayEnabled     bool          `env:"RELAY_ENABLED" desc:"serve runs an outbox relay (set false where shopd relay runs apart)"`
-	RelayBatchSize   int           `env:"RELAY_BATCH_SIZE" min:"1" desc:"rows one claim takes (at most 1000)"`
-	RelayInterval    time.Duration `env:"RELAY_INTERVAL" desc:"pause between polls once nothing is due"`
-	RelayMaxAttempts int           `env:"RELAY_MAX_ATTEMPTS" min:"1" desc:"attempts before a confirmation is parked as dead"`
-	RelayLease       time.Duration `env:"RELAY_LEASE" desc:"how long a claim keeps other relays off its rows; must exceed SMTP_TIMEOUT"`
-	RelayBackoffBase time.Duration `env:"RELAY_BACKOFF_BASE" desc:"retry n waits 50-100% of min(base * 2^(n-1), RELAY_BACKOFF_MAX)"`
-	RelayBackoffMax  time.Duration `env:"RELAY_BACKOFF_MAX" desc:"longest wait between retries"`
-	RelayRetention   time.Duration `env:"RELAY_RETENTION" desc:"sent rows older than this are deleted (0 keeps them)"`
+	RelayEnabled       bool          `env:"RELAY_ENABLED" desc:"serve runs an outbox relay (set false where shopd relay runs apart)"`
+	RelayBatchSize     int           `env:"RELAY_BATCH_SIZE" min:"1" desc:"rows one claim takes (at most 1000)"`
+	RelayInterval      time.Duration `env:"RELAY_INTERVAL" desc:"pause between polls once nothing is due"`
+	RelayMaxAttempts   int           `env:"RELAY_MAX_ATTEMPTS" min:"1" desc:"attempts before a confirmation is parked as dead"`
+	RelayLease         time.Duration `env:"RELAY_LEASE" desc:"how long a claim keeps other relays off its rows; must exceed SMTP_TIMEOUT"`
+	RelayBackoffBase   time.Duration `env:"RELAY_BACKOFF_BASE" desc:"retry n waits 50-100% of min(base * 2^(n-1), RELAY_BACKOFF_MAX)"`
+	RelayBackoffMax    time.Duration `env:"RELAY_BACKOFF_MAX" desc:"longest wait between retries"`
+	RelayRetention     time.Duration `env:"RELAY_RETENTION" desc:"sent rows older than this are deleted (0 keeps them)"`
+	RelayStatsInterval time.Duration `env:"RELAY_STATS_INTERVAL" desc:"how often the outbox gauges (pending, oldest pending age, parked) are reported (positive; chaos's compressed runs shorten it with the monitors' windows)"`
 }
 
 // UsersSplitVars tune `shopd backfill users-split`.
@@ -209,14 +210,15 @@ func defaultVars() vars {
 			MailFrom:    ml.From,
 		},
 		RelayVars: RelayVars{
-			RelayEnabled:     true,
-			RelayBatchSize:   rl.BatchSize,
-			RelayInterval:    rl.Interval,
-			RelayMaxAttempts: rl.MaxAttempts,
-			RelayLease:       rl.Lease,
-			RelayBackoffBase: rl.BackoffBase,
-			RelayBackoffMax:  rl.BackoffMax,
-			RelayRetention:   rl.Retention,
+			RelayEnabled:       true,
+			RelayBatchSize:     rl.BatchSize,
+			RelayInterval:      rl.Interval,
+			RelayMaxAttempts:   rl.MaxAttempts,
+			RelayLease:         rl.Lease,
+			RelayBackoffBase:   rl.BackoffBase,
+			RelayBackoffMax:    rl.BackoffMax,
+			RelayRetention:     rl.Retention,
+			RelayStatsInterval: rl.StatsInterval,
 		},
 		UsersSplitVars: UsersSplitVars{
 			UsersSplitBatch: postgres.DefaultBackfillBatch,
@@ -279,7 +281,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Addr: v.SMTPAddr, Username: v.SMTPUsername, Password: v.SMTPPassword,
 		From: v.MailFrom, TLS: v.SMTPTLS, Timeout: v.SMTPTimeout,
 	}
-	c.Relay = relay.DefaultConfig() // its Name and StatsInterval
+	c.Relay = relay.DefaultConfig() // its Name
+	c.Relay.StatsInterval = v.RelayStatsInterval
 	c.Relay.BatchSize, c.Relay.Interval, c.Relay.MaxAttempts = v.RelayBatchSize, v.RelayInterval, v.RelayMaxAttempts
 	c.Relay.Lease, c.Relay.SendTimeout = v.RelayLease, v.SMTPTimeout
 	c.Relay.BackoffBase, c.Relay.BackoffMax, c.Relay.Retention = v.RelayBackoffBase, v.RelayBackoffMax, v.RelayRetention
