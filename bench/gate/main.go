@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, tool := range []string{"pgbench", "psql"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is needed (Debian: apt-get install postgresql-client): %w", tool, err)
+			return fmt.Errorf("%s is needed (Debian: apt-get install postgresql-client-15 postgresql-15): %w", tool, err)
 		}
 	}
 	selected := gates()
@@ -167,5 +167,8 @@ func (e *env) exec(ctx context.Context, dir, name string, args ...string) (strin
 
 // path is a results file of this attempt's gate, absolute.
 func (e *env) path(name string) string {
+	if filepath.IsAbs(e.dir) {
+		return filepath.Join(e.dir, name)
+	}
 	return filepath.Join(e.root, e.dir, name)
 }
