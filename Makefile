@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports
+.PHONY: build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -110,3 +110,11 @@ clean:
 ## bench-telemetry: the same mixed workload with telemetry on and off, alternating, in one run
 bench-telemetry:
 	$(GO) test -run '^$$' -bench 'TelemetryOverhead' -benchtime 400x -count 1 ./service/httpapi/
+
+## bench-gate: the ratio gates (README "Performance gates" > "Ratio gates"): short
+## runs of bench-orders, -checkout, -import, -reports, -telemetry and -search, each
+## against its reference in the same run, median of rounds, one retry; writes
+## bench/results/summary.md and bench/results/gate/. Flags: BENCH_GATE_FLAGS='-only import,search'
+BENCH_GATE_FLAGS ?=
+bench-gate: build
+	$(GO) run ./bench/gate -shopd $(BIN) $(BENCH_GATE_FLAGS)

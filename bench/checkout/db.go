@@ -69,15 +69,16 @@ SELECT $1, r.n, r.id FROM unnest($2::uuid[]) WITH ORDINALITY AS r(id, n)`, ds.la
 // orders >= 0, the buyer has exactly that many orders (one per 201).
 // It also returns the rate at which orders were placed between the first
 // and the last (by the orders' transaction timestamps): with limited stock,
-// the rate while stock lasted.
-func verify(ctx context.Context, pool *pgxpool.Pool, ds dataset, orders int) (sold int, orderRate float64, failures []string, err error) {
+// the rate while stock lasted, and the units sold beyond a product's
+// initial stock (oversold: must be 0).
+func verify(ctx context.Context, pool *pgxpool.Pool, ds dataset, orders int) (sold int, orderRate float64, oversold int, failures []string, err error) {
 	rows, err := pool.Query(ctx, `
 SELECT p.id::text, p.inventory, coalesce(sum(oi.quantity), 0)::int
 FROM products p LEFT JOIN order_items oi ON oi.product_id = p.id
 WHERE p.id = ANY($1::uuid[])
 GROUP BY p.id`, ds.products)
 	if err != nil {
-		return 0, 0, nil, err
+		return 0, 0, 0, nil, err
 	}
 	seen := 0
 	for rows.Next() {
@@ -85,10 +86,11 @@ GROUP BY p.id`, ds.products)
 		var inv, units int
 		if err := rows.Scan(&id, &inv, &units); err != nil {
 			rows.Close()
-			return 0, 0, nil, err
+			return 0, 0, 0, nil, err
 		}
 		seen++
 		sold += units
+		oversold += max(0, units-ds.initial)
 		if inv < 0 {
 			failures = append(failures, fmt.Sprintf("%s: product %s has stock %d", ds.label, id, inv))
 		}
@@ -99,7 +101,7 @@ GROUP BY p.id`, ds.products)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, 0, nil, err
+		return 0, 0, 0, nil, err
 	}
 	if seen != len(ds.products) {
 		failures = append(failures, fmt.Sprintf("%s: %d of %d products found", ds.label, seen, len(ds.products)))
@@ -111,7 +113,7 @@ SELECT count(*), count(*) FILTER (WHERE o.total <> (SELECT sum(oi.quantity * oi.
        coalesce(extract(epoch FROM max(o.created_at) - min(o.created_at)), 0)::float8
 FROM orders o WHERE o.customer_id = $1`, ds.user).Scan(&nOrders, &badTotals, &span)
 	if err != nil {
-		return 0, 0, nil, err
+		return 0, 0, 0, nil, err
 	}
 	if badTotals > 0 {
 		failures = append(failures, fmt.Sprintf("%s: %d orders whose total is not the sum of their lines", ds.label, badTotals))
@@ -122,5 +124,5 @@ FROM orders o WHERE o.customer_id = $1`, ds.user).Scan(&nOrders, &badTotals, &sp
 	if span > 0 {
 		orderRate = float64(nOrders-1) / span
 	}
-	return sold, orderRate, failures, nil
+	return sold, orderRate, oversold, failures, nil
 }

@@ -37,7 +37,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -52,6 +54,7 @@ type options struct {
 	shopd       string
 	pgbench     string
 	out         string
+	plot        string
 	duration    time.Duration
 	rate        int
 	workers     int
@@ -60,6 +63,7 @@ type options struct {
 	hotStock    int
 	stock       int
 	dbMaxConns  int
+	rounds      int
 	appName     string
 	scenarios   string
 	keep        bool
@@ -67,32 +71,52 @@ type options struct {
 }
 
 func main() {
-	var o options
-	flag.StringVar(&o.server, "server", benchkit.DefaultServer(), "PostgreSQL server URL on which to create the bench database")
-	flag.StringVar(&o.url, "url", "", "base URL of a running service to drive instead of starting bin/shopd (needs -db)")
-	flag.StringVar(&o.db, "db", "", "database URL of the service given by -url")
-	flag.StringVar(&o.shopd, "shopd", "bin/shopd", "shopd binary to start")
-	flag.StringVar(&o.pgbench, "pgbench", "pgbench", "pgbench binary")
-	flag.StringVar(&o.out, "out", "bench/results/checkout.json", "where to write the JSON results")
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "duration of each scenario (and of each pgbench run)")
-	flag.IntVar(&o.rate, "rate", 0, "requests per second; 0 = as fast as -workers allow (needed for a fair ratio to pgbench)")
-	flag.IntVar(&o.workers, "workers", 8, "concurrent requests (vegeta workers) and pgbench clients")
-	flag.IntVar(&o.products, "products", 100, "catalogue size of the uniform scenario")
-	flag.IntVar(&o.maxLines, "max-lines", 3, "largest cart of the uniform scenario (lines of distinct products)")
-	flag.IntVar(&o.hotStock, "hot-stock", 1000, "initial stock of the hot product: low for the demand, so that it sells out early in the run")
-	flag.IntVar(&o.stock, "stock", 1_000_000, "initial stock of each uniform product")
-	flag.IntVar(&o.dbMaxConns, "db-max-conns", 20, "DB_MAX_CONNS of the started shopd")
-	flag.StringVar(&o.appName, "app-name", "shoplab_bench", "application_name of the service's sessions (PGAPPNAME), to measure their CPU")
-	flag.StringVar(&o.scenarios, "scenarios", "hot,uniform", "scenarios to run, comma-separated")
-	flag.BoolVar(&o.keep, "keep", false, "keep the bench database")
-	flag.BoolVar(&o.skipPgbench, "no-pgbench", false, "skip the pgbench comparison")
-	flag.Parse()
-
-	ctx := context.Background()
-	if err := run(ctx, o, os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-checkout:", err)
 		os.Exit(1)
 	}
+}
+
+// run parses args (the flags below) and runs the bench; -h prints them.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("bench-checkout", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.server, "server", benchkit.DefaultServer(), "PostgreSQL server URL on which to create the bench database")
+	fs.StringVar(&o.url, "url", "", "base URL of a running service to drive instead of starting bin/shopd (needs -db)")
+	fs.StringVar(&o.db, "db", "", "database URL of the service given by -url")
+	fs.StringVar(&o.shopd, "shopd", "bin/shopd", "shopd binary to start")
+	fs.StringVar(&o.pgbench, "pgbench", "pgbench", "pgbench binary")
+	fs.StringVar(&o.out, "out", "bench/results/checkout.json", "where to write the JSON results")
+	fs.StringVar(&o.plot, "plot", "bench/results/checkout.html", "where to write vegeta's HTML latency plot of the service's requests (empty: none)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "duration of each scenario (and of each pgbench run)")
+	fs.IntVar(&o.rate, "rate", 0, "requests per second; 0 = as fast as -workers allow (needed for a fair ratio to pgbench)")
+	fs.IntVar(&o.workers, "workers", 8, "concurrent requests (vegeta workers) and pgbench clients")
+	fs.IntVar(&o.products, "products", 100, "catalogue size of the uniform scenario")
+	fs.IntVar(&o.maxLines, "max-lines", 3, "largest cart of the uniform scenario (lines of distinct products)")
+	fs.IntVar(&o.hotStock, "hot-stock", 1000, "initial stock of the hot product: low for the demand, so that it sells out early in the run")
+	fs.IntVar(&o.stock, "stock", 1_000_000, "initial stock of each uniform product")
+	fs.IntVar(&o.dbMaxConns, "db-max-conns", 20, "DB_MAX_CONNS of the started shopd")
+	fs.IntVar(&o.rounds, "rounds", 1, "rounds of (every scenario, then its pgbench twin); ratios are the median of the rounds'")
+	fs.StringVar(&o.appName, "app-name", "shoplab_bench", "application_name of the service's sessions (PGAPPNAME), to measure their CPU")
+	fs.StringVar(&o.scenarios, "scenarios", "hot,uniform", "scenarios to run, comma-separated")
+	fs.BoolVar(&o.keep, "keep", false, "keep the bench database")
+	fs.BoolVar(&o.skipPgbench, "no-pgbench", false, "skip the pgbench comparison")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.rounds < 1 {
+		return errors.New("-rounds must be at least 1")
+	}
+	return bench(ctx, o, stdout)
 }
 
 // report is what the JSON file holds.
@@ -100,14 +124,21 @@ type report struct {
 	StartedAt time.Time        `json:"startedAt"`
 	Config    map[string]any   `json:"config"`
 	Scenarios []scenarioResult `json:"scenarios"`
-	OK        bool             `json:"ok"`
+	// Ratios are, per scenario, the median over the rounds of the
+	// service's time per checkout relative to pgbench's running the same
+	// transaction (uniform: pgbench tps / service req/s; hot: pgbench's
+	// orders/s while stock lasted / the service's).
+	Ratios      map[string]float64   `json:"ratios,omitempty"`
+	RatioRounds map[string][]float64 `json:"ratioRounds,omitempty"`
+	Oversold    int                  `json:"oversold"`
+	OK          bool                 `json:"ok"`
 }
 
-func run(ctx context.Context, o options, stdout io.Writer) error {
+func bench(ctx context.Context, o options, stdout io.Writer) error {
 	rep := report{StartedAt: time.Now().UTC(), Config: map[string]any{
 		"duration": o.duration.String(), "rate": o.rate, "workers": o.workers, "products": o.products,
-		"maxLines": o.maxLines, "hotStock": o.hotStock, "stock": o.stock, "dbMaxConns": o.dbMaxConns,
-	}}
+		"maxLines": o.maxLines, "hotStock": o.hotStock, "stock": o.stock, "dbMaxConns": o.dbMaxConns, "rounds": o.rounds,
+	}, Ratios: map[string]float64{}, RatioRounds: map[string][]float64{}}
 
 	dsn := o.db
 	if o.url == "" {
@@ -155,35 +186,59 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 
 	fmt.Fprintf(stdout, "checkout bench: %s per scenario, rate %s, %d workers\n\n", o.duration, rateText(o.rate), o.workers)
 	rep.OK = true
-	for _, name := range splitList(o.scenarios) {
-		sc, err := newScenario(name, o)
-		if err != nil {
+	var plot *benchkit.Plot
+	if o.plot != "" {
+		plot = benchkit.NewPlot("POST /orders/checkout (bench-checkout)")
+	}
+	for round := 1; round <= o.rounds; round++ {
+		for _, name := range splitList(o.scenarios) {
+			sc, err := newScenario(name, o)
+			if err != nil {
+				return err
+			}
+			res, err := runScenario(ctx, o, pool, base, svcPID, sc, plot)
+			if err != nil {
+				return fmt.Errorf("scenario %s: %w", name, err)
+			}
+			res.Round = round
+			if !o.skipPgbench {
+				pg, err := runPgbench(ctx, o, pool, dsn, sc)
+				if err != nil {
+					return fmt.Errorf("pgbench %s: %w", name, err)
+				}
+				res.Pgbench = pg
+				if pg.TPS > 0 {
+					res.RatioToPgbench = res.RequestsPerSec / pg.TPS
+				}
+				if pg.OrderRate > 0 {
+					res.OrderRateRatio = res.OrderRate / pg.OrderRate
+				}
+				if r := floorRatio(res); r > 0 {
+					rep.RatioRounds[name] = append(rep.RatioRounds[name], benchkit.Round(r, 3))
+				}
+				if !pg.InvariantsOK {
+					res.Failures = append(res.Failures, pg.Failures...)
+				}
+			}
+			res.OK = len(res.Failures) == 0
+			rep.OK = rep.OK && res.OK
+			rep.Oversold += res.Oversold
+			rep.Scenarios = append(rep.Scenarios, res)
+			printScenario(stdout, res)
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	for name, rs := range rep.RatioRounds {
+		rep.Ratios[name] = benchkit.Round(benchkit.Median(rs), 3)
+		fmt.Fprintf(stdout, "%s: time per checkout / pgbench's, median of %d rounds: %.2fx (rounds %v)\n", name, len(rs), rep.Ratios[name], rs)
+	}
+	if plot != nil {
+		if err := plot.WriteFile(o.plot); err != nil {
 			return err
 		}
-		res, err := runScenario(ctx, o, pool, base, svcPID, sc)
-		if err != nil {
-			return fmt.Errorf("scenario %s: %w", name, err)
-		}
-		if !o.skipPgbench {
-			pg, err := runPgbench(ctx, o, pool, dsn, sc)
-			if err != nil {
-				return fmt.Errorf("pgbench %s: %w", name, err)
-			}
-			res.Pgbench = pg
-			if pg.TPS > 0 {
-				res.RatioToPgbench = res.RequestsPerSec / pg.TPS
-			}
-			if pg.OrderRate > 0 {
-				res.OrderRateRatio = res.OrderRate / pg.OrderRate
-			}
-			if !pg.InvariantsOK {
-				res.Failures = append(res.Failures, pg.Failures...)
-			}
-		}
-		res.OK = len(res.Failures) == 0
-		rep.OK = rep.OK && res.OK
-		rep.Scenarios = append(rep.Scenarios, res)
-		printScenario(stdout, res)
+		fmt.Fprintf(stdout, "latency plot written to %s\n", o.plot)
 	}
 	printTable(stdout, rep.Scenarios)
 
@@ -196,6 +251,27 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "invariants hold: no stock below zero, stock consumed = units sold, one order per 201")
 	return nil
+}
+
+// floorRatio is how many times pgbench's time per checkout the service
+// takes in one round: for a scenario whose stock ran out (hot), orders
+// per second while stock lasted, pgbench's over the service's; otherwise
+// transactions per second, pgbench's over the service's requests per second.
+func floorRatio(r scenarioResult) float64 {
+	p := r.Pgbench
+	if p == nil {
+		return 0
+	}
+	if r.SelloutSeconds > 0 || p.SoldOut {
+		if r.OrderRate > 0 {
+			return p.OrderRate / r.OrderRate
+		}
+		return 0
+	}
+	if r.RequestsPerSec > 0 {
+		return p.TPS / r.RequestsPerSec
+	}
+	return 0
 }
 
 func rateText(r int) string {

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shoplab/shoplab/service/postgres"
 )
 
 type pgbenchResult struct {
@@ -22,22 +24,38 @@ type pgbenchResult struct {
 	UnitsSold    int      `json:"unitsSold"`
 	CPU          cpuUsage `json:"cpu"`
 	// OrderRate is orders per second between the first and the last order.
-	OrderRate    float64  `json:"orderRate"`
+	OrderRate float64 `json:"orderRate"`
+	// SoldOut: every unit of stock was sold (the hot scenario), so
+	// OrderRate is the rate while stock lasted.
+	SoldOut      bool     `json:"soldOut"`
+	Oversold     int      `json:"oversold"`
 	InvariantsOK bool     `json:"invariantsOk"`
 	Failures     []string `json:"failures,omitempty"`
 	Script       string   `json:"script"`
 }
 
 // pgbenchScript is the checkout transaction as the service runs it
-// (service/postgres/checkout.go), written for pgbench -M prepared (pgx also
-// uses prepared statements): the same statements, grouped in the same round
-// trips (\startpipeline mirrors a pgx.Batch), at the same timeouts. The
-// differences: each statement finds the cart's product ids in
-// bench_catalog (pgbench draws numbers, not uuids), the total is computed
-// in SQL instead of Go, and ids come from gen_random_uuid().
+// (service/postgres/checkout.go) with an Idempotency-Key, written for
+// pgbench -M prepared (pgx also uses prepared statements): statement for
+// statement, each under the service's `-- name:` line, in the same order,
+// at the same timeouts, with the same writes (the key's claim and its
+// stored response, the stock, the order and its lines, the outbox event
+// that owes the confirmation mail). TestPgbenchScriptMatchesCheckout
+// checks it against the statements a real checkout sends.
+//
+// What differs, because pgbench draws numbers and cannot read a result
+// inside a pipeline:
+//   - the cart's product ids come from bench_catalog in each statement
+//     (an index lookup) instead of a uuid[] parameter, and the key, the
+//     order id (md5 of the key) and totals are computed in SQL;
+//   - the first round trip is two: pgbench's \gset (to branch on what was
+//     locked) is not allowed in pipeline mode, so the products are locked
+//     in a round trip of their own after BEGIN .. the key lookup. The row
+//     locks are still held for exactly one round trip (the second), as in
+//     the service: the hot row's throughput is comparable.
 func pgbenchScript(sc scenario) string {
 	var b strings.Builder
-	b.WriteString("-- checkout, as service/postgres/checkout.go runs it\n")
+	b.WriteString("-- checkout with an Idempotency-Key, statement for statement as service/postgres/checkout.go runs it\n")
 	fmt.Fprintf(&b, "\\set k random(1, %d)\n", sc.maxLines)
 	var ns []string
 	for i := 1; i <= sc.maxLines; i++ {
@@ -48,44 +66,89 @@ func pgbenchScript(sc scenario) string {
 		}
 		ns = append(ns, fmt.Sprintf(":n%d", i))
 	}
-	// The cart: distinct products of the drawn numbers, 1 unit each. Every
-	// statement reads it from bench_catalog (an index lookup), so that the
-	// transaction keeps the service's round trips.
-	cart := fmt.Sprintf("cart AS (SELECT DISTINCT product_id AS id, 1 AS qty FROM bench_catalog WHERE label = :label AND n IN (%s))", strings.Join(ns, ", "))
+	b.WriteString("\\set key random(1, 9000000000000000000)\n")
+	// The cart: distinct products of the drawn numbers, 1 unit each, as
+	// (id, qty) like the service's unnest($1::uuid[], $2::int[]).
+	cart := fmt.Sprintf("(SELECT DISTINCT product_id AS id, 1 AS qty FROM bench_catalog WHERE label = :label AND n IN (%s))", strings.Join(ns, ", "))
+	const key = "('pgbench-' || :key::text)"
+	const orderID = "md5('pgbench-' || :key::text)::uuid"
+	// The order as JSON, for the outbox payload and the key's response.
+	orderJSON := `(SELECT jsonb_build_object('id', ` + orderID + `, 'userId', :user::uuid, 'status', 'pending', 'total', sum(p.price * c.qty), 'createdAt', now(),
+        'items', jsonb_agg(jsonb_build_object('id', gen_random_uuid(), 'orderId', ` + orderID + `, 'productId', p.id, 'quantity', c.qty, 'price', p.price,
+            'product', jsonb_build_object('id', p.id, 'name', p.name, 'description', p.description, 'price', p.price, 'inventory', p.inventory - c.qty, 'createdAt', p.created_at))))
+    FROM ` + cart + ` AS c JOIN products p ON p.id = c.id)`
 	b.WriteString(`\startpipeline
+-- name: tx.begin
 BEGIN;
-SET LOCAL lock_timeout = 2000;
-SET LOCAL statement_timeout = 5000;
+-- name: tx.set_lock_timeout
+SET LOCAL lock_timeout = ` + strconv.FormatInt(postgres.DefaultCheckoutLockTimeout.Milliseconds(), 10) + `;
+-- name: tx.set_statement_timeout
+SET LOCAL statement_timeout = ` + strconv.FormatInt(postgres.DefaultCheckoutStatementTimeout.Milliseconds(), 10) + `;
+-- name: checkout.claim_idempotency_key lock
+INSERT INTO idempotency_keys AS k (idempotency_key, request_hash, expires_at)
+VALUES (` + key + `, sha256(convert_to(` + key + `, 'UTF8')), now() + ` + strconv.FormatInt(postgres.DefaultIdempotencyTTL.Milliseconds(), 10) + `::bigint * interval '1 millisecond')
+ON CONFLICT (idempotency_key) DO UPDATE
+    SET request_hash = EXCLUDED.request_hash, order_id = NULL, response = NULL,
+        created_at = now(), expires_at = EXCLUDED.expires_at
+    WHERE k.expires_at <= now()
+RETURNING true;
+-- name: checkout.find_idempotency_key
+SELECT request_hash, response FROM idempotency_keys
+WHERE idempotency_key = ` + key + ` AND order_id IS NOT NULL;
 \endpipeline
-WITH ` + cart + `
-SELECT count(*) = (SELECT count(*) FROM cart) AND coalesce(bool_and(l.user_exists), false) AS ok
-  FROM (SELECT p.id, p.name, p.description, (p.price * 100)::bigint, p.inventory, p.created_at,
-               now(), EXISTS (SELECT 1 FROM customers u WHERE u.id = :user::uuid) AS user_exists
-        FROM products p JOIN cart r ON p.id = r.id
-        WHERE p.inventory >= r.qty ORDER BY p.id FOR UPDATE OF p) l \gset
+-- name: checkout.lock_products lock
+SELECT count(*) = (SELECT count(*) FROM ` + cart + ` AS c) AND coalesce(bool_and(l.user_exists), false) AS ok
+FROM (SELECT p.id, p.name, p.description, (p.price * 100)::bigint, p.inventory, p.created_at,
+             now(), EXISTS (SELECT 1 FROM customers u WHERE u.id = :user::uuid) AS user_exists
+      FROM products p
+      JOIN ` + cart + ` AS r ON p.id = r.id
+      WHERE p.inventory >= r.qty
+        AND NOT EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.idempotency_key = ` + key + ` AND k.order_id IS NOT NULL)
+      ORDER BY p.id
+      FOR UPDATE OF p) l \gset
 \if :ok
 \startpipeline
-WITH ` + cart + `
-UPDATE products p SET inventory = p.inventory - r.qty
-  FROM cart r WHERE p.id = r.id AND p.inventory >= r.qty;
-WITH ` + cart + `, priced AS (
-    SELECT cart.id, cart.qty, p.price FROM cart JOIN products p ON p.id = cart.id
+-- name: checkout.reserve_stock
+WITH r AS (
+    UPDATE products p SET inventory = p.inventory - r.qty
+    FROM ` + cart + ` AS r
+    WHERE p.id = r.id AND p.inventory >= r.qty
+    RETURNING 1
+)
+SELECT CASE WHEN count(*) = (SELECT count(*) FROM ` + cart + ` AS c) THEN count(*)::int
+            ELSE ('checkout reserved ' || count(*))::int END
+FROM r;
+-- name: checkout.insert_order
+WITH priced AS (
+    SELECT c.id, c.qty, p.price FROM ` + cart + ` AS c JOIN products p ON p.id = c.id
 ), o AS (
     INSERT INTO orders (id, customer_id, status, total, created_at)
-    SELECT gen_random_uuid(), :user::uuid, 'pending', sum(qty * price), now() FROM priced
-    RETURNING id
+    SELECT ` + orderID + `, :user::uuid, 'pending', sum(qty * price), now() FROM priced
 )
 INSERT INTO order_items (id, order_id, product_id, quantity, price)
-SELECT gen_random_uuid(), o.id, priced.id, priced.qty, priced.price FROM o, priced;
-\endpipeline
+SELECT gen_random_uuid(), ` + orderID + `, priced.id, priced.qty, priced.price FROM priced;
+-- name: outbox.enqueue
+INSERT INTO outbox (kind, order_id, recipient, recipient_name, payload, trace_context)
+VALUES ('order_confirmation', ` + orderID + `,
+        (SELECT u.email FROM customers u WHERE u.id = :user::uuid),
+        coalesce((SELECT u.name FROM customers u WHERE u.id = :user::uuid), ''),
+        ` + orderJSON + `, '{}'::jsonb);
+-- name: checkout.save_idempotency_key
+UPDATE idempotency_keys SET order_id = ` + orderID + `, response = ` + orderJSON + `
+WHERE idempotency_key = ` + key + `;
+-- name: tx.commit
 COMMIT;
+\endpipeline
 \else
 \startpipeline
-SELECT EXISTS (SELECT 1 FROM customers WHERE id = :user::uuid), now();
-WITH ` + cart + `
-SELECT p.id, p.name, p.description, (p.price * 100)::bigint, p.inventory, p.created_at FROM products p WHERE p.id IN (SELECT id FROM cart);
-\endpipeline
+-- name: checkout.user_exists
+SELECT EXISTS (SELECT 1 FROM customers u WHERE u.id = :user::uuid), now();
+-- name: checkout.read_products
+SELECT p.id, p.name, p.description, (p.price * 100)::bigint, p.inventory, p.created_at
+FROM products p WHERE p.id IN (SELECT id FROM ` + cart + ` AS c);
+-- name: tx.rollback
 ROLLBACK;
+\endpipeline
 \endif
 `)
 	return b.String()
@@ -151,11 +214,12 @@ func runPgbench(ctx context.Context, o options, pool *pgxpool.Pool, dsn string, 
 	if m := failedRE.FindSubmatch(out); m != nil && string(m[1]) != "0" {
 		res.Failures = append(res.Failures, fmt.Sprintf("pgbench-%s: %s failed transactions", sc.name, m[1]))
 	}
-	sold, rate, failures, err := verify(ctx, pool, ds, -1)
+	sold, rate, oversold, failures, err := verify(ctx, pool, ds, -1)
 	if err != nil {
 		return nil, err
 	}
-	res.UnitsSold, res.OrderRate = sold, rate
+	res.UnitsSold, res.OrderRate, res.Oversold = sold, rate, oversold
+	res.SoldOut = sold >= ds.initial*len(ds.products)
 	res.Failures = append(res.Failures, failures...)
 	res.InvariantsOK = len(res.Failures) == 0
 	return res, nil

@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/shoplab/shoplab/internal/benchkit"
 )
 
 // scenario is a shape of checkout traffic.
@@ -60,7 +62,13 @@ type scenarioResult struct {
 	// stock lasted, i.e. the hot row's serial throughput.
 	OrderRate float64 `json:"orderRate"`
 	// OrderRateRatio is OrderRate / the pgbench run's OrderRate.
-	OrderRateRatio float64        `json:"orderRateRatioToPgbench,omitempty"`
+	OrderRateRatio float64 `json:"orderRateRatioToPgbench,omitempty"`
+	// InStock and SoldOut split the requests of a scenario whose stock ran
+	// out at the last 201: the requests sent before it, and after.
+	InStock        *phase         `json:"inStock,omitempty"`
+	SoldOut        *phase         `json:"soldOut,omitempty"`
+	Round          int            `json:"round"`
+	Oversold       int            `json:"oversold"`
 	Statuses       map[string]int `json:"statuses"`
 	LatencyMs      latencies      `json:"latencyMs"`
 	ClientErrors   []string       `json:"clientErrors,omitempty"`
@@ -70,6 +78,32 @@ type scenarioResult struct {
 	RatioToPgbench float64        `json:"ratioToPgbench,omitempty"`
 	Failures       []string       `json:"failures,omitempty"`
 	OK             bool           `json:"ok"`
+}
+
+// phase is the requests of one phase of a scenario.
+type phase struct {
+	Requests       int            `json:"requests"`
+	Seconds        float64        `json:"seconds"`
+	RequestsPerSec float64        `json:"requestsPerSec"`
+	Statuses       map[string]int `json:"statuses"`
+	P50Ms          float64        `json:"p50Ms"`
+	P99Ms          float64        `json:"p99Ms"`
+}
+
+// newPhase summarises rs, sent over secs seconds.
+func newPhase(rs []vegeta.Result, secs float64) *phase {
+	p := &phase{Requests: len(rs), Seconds: benchkit.Round(secs, 3), Statuses: map[string]int{}}
+	var m vegeta.Metrics
+	for i := range rs {
+		m.Add(&rs[i])
+		p.Statuses[strconv.Itoa(int(rs[i].Code))]++
+	}
+	m.Close()
+	if secs > 0 {
+		p.RequestsPerSec = float64(len(rs)) / secs
+	}
+	p.P50Ms, p.P99Ms = benchkit.Millis(m.Latencies.P50), benchkit.Millis(m.Latencies.P99)
+	return p
 }
 
 // cart draws a random cart of 1..maxLines distinct products of ds.
@@ -94,19 +128,22 @@ func cart(sc scenario, ds dataset) []map[string]any {
 
 // runScenario creates the scenario's data, attacks base with vegeta and
 // verifies the invariants.
-func runScenario(ctx context.Context, o options, pool *pgxpool.Pool, base string, svcPID int, sc scenario) (scenarioResult, error) {
+// Every request carries an Idempotency-Key of its own, as a client that
+// retries safely sends it: the service claims and stores it in the
+// checkout's transaction (and pgbench's twin does the same).
+func runScenario(ctx context.Context, o options, pool *pgxpool.Pool, base string, svcPID int, sc scenario, plot *benchkit.Plot) (scenarioResult, error) {
 	res := scenarioResult{Name: sc.name, Statuses: map[string]int{}}
 	ds, err := createDataset(ctx, pool, sc.name, sc.products, sc.stock)
 	if err != nil {
 		return res, err
 	}
 	target := strings.TrimRight(base, "/") + "/orders/checkout"
-	hdr := http.Header{"Content-Type": {"application/json"}}
 	targeter := func(t *vegeta.Target) error {
 		body, err := json.Marshal(map[string]any{"userId": ds.user, "items": cart(sc, ds)})
 		if err != nil {
 			return err
 		}
+		hdr := http.Header{"Content-Type": {"application/json"}, "Idempotency-Key": {"bench-" + randomHex(12)}}
 		t.Method, t.URL, t.Body, t.Header = http.MethodPost, target, body, hdr
 		return nil
 	}
@@ -120,7 +157,10 @@ func runScenario(ctx context.Context, o options, pool *pgxpool.Pool, base string
 	probe := newCPUProbe(ctx, pool, o.appName, svcPID, selfCPU)
 	var m vegeta.Metrics
 	var began, lastOrder time.Time
+	var all []vegeta.Result
 	for r := range atk.Attack(targeter, rate, o.duration, sc.name) {
+		all = append(all, *r)
+		plot.Add(r)
 		if began.IsZero() || r.Timestamp.Before(began) {
 			began = r.Timestamp
 		}
@@ -133,6 +173,19 @@ func runScenario(ctx context.Context, o options, pool *pgxpool.Pool, base string
 	res.CPU = probe.stop(ctx)
 	if m.StatusCodes["201"] > 0 && m.StatusCodes["409"] > 0 {
 		res.SelloutSeconds = lastOrder.Sub(began).Seconds()
+		var in, out []vegeta.Result
+		end := began
+		for _, r := range all {
+			if r.Timestamp.Before(lastOrder) {
+				in = append(in, r)
+			} else {
+				out = append(out, r)
+			}
+			if r.End().After(end) {
+				end = r.End()
+			}
+		}
+		res.InStock, res.SoldOut = newPhase(in, res.SelloutSeconds), newPhase(out, end.Sub(lastOrder).Seconds())
 	}
 
 	res.Requests = m.Requests
@@ -152,11 +205,11 @@ func runScenario(ctx context.Context, o options, pool *pgxpool.Pool, base string
 		res.ClientErrors = res.ClientErrors[:10]
 	}
 
-	sold, orderRate, failures, err := verify(ctx, pool, ds, m.StatusCodes["201"])
+	sold, orderRate, oversold, failures, err := verify(ctx, pool, ds, m.StatusCodes["201"])
 	if err != nil {
 		return res, err
 	}
-	res.UnitsSold, res.OrderRate = sold, orderRate
+	res.UnitsSold, res.OrderRate, res.Oversold = sold, orderRate, oversold
 	res.Failures = failures
 	for code, n := range m.StatusCodes {
 		c, _ := strconv.Atoi(code)
@@ -187,11 +240,12 @@ func printScenario(w io.Writer, r scenarioResult) {
 	fmt.Fprintf(w, "   throughput %.0f req/s (%.0f orders/s), %d units sold\n", r.RequestsPerSec, r.OrdersPerSec, r.UnitsSold)
 	printCPU(w, r.CPU, float64(r.Requests), "shopd", "vegeta")
 	if r.SelloutSeconds > 0 {
-		fmt.Fprintf(w, "   sold out after %.2fs; %.0f orders/s while in stock\n", r.SelloutSeconds, r.OrderRate)
+		fmt.Fprintf(w, "   in stock (first %.2fs): %d requests, %.0f orders/s, p99 %.1f ms\n", r.SelloutSeconds, r.InStock.Requests, r.OrderRate, r.InStock.P99Ms)
+		fmt.Fprintf(w, "   sold out (the rest, %.2fs): %d requests, %.0f req/s, p99 %.1f ms (not in the ratio)\n", r.SoldOut.Seconds, r.SoldOut.Requests, r.SoldOut.RequestsPerSec, r.SoldOut.P99Ms)
 	}
 	if p := r.Pgbench; p != nil {
-		fmt.Fprintf(w, "   pgbench, same transaction, %d clients: %.0f tps (%.0f orders/s first to last order) -> service/pgbench = %.2f (orders/s: %.2f)\n",
-			p.Clients, p.TPS, p.OrderRate, r.RatioToPgbench, r.OrderRateRatio)
+		fmt.Fprintf(w, "   pgbench, same transaction, %d clients: %.0f tps (%.0f orders/s first to last order) -> service/pgbench = %.2f (orders/s: %.2f); time per checkout %.2fx pgbench's\n",
+			p.Clients, p.TPS, p.OrderRate, r.RatioToPgbench, r.OrderRateRatio, floorRatio(r))
 	}
 	if p := r.Pgbench; p != nil {
 		printCPU(w, p.CPU, float64(p.Transactions), "", "pgbench")

@@ -29,6 +29,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,11 +38,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -57,23 +60,45 @@ const (
 )
 
 func main() {
-	var (
-		shopd   = flag.String("shopd", "bin/shopd", "shopd binary to start")
-		server  = flag.String("server", benchkit.DefaultServer(), "PostgreSQL URL of a database on the server where the bench database is created")
-		sizes   = flag.String("sizes", "1000,100000", "row counts to import, comma-separated")
-		formats = flag.String("formats", "json", "body formats to import at every size: json, ndjson, csv")
-		extra   = flag.String("largest-formats", "ndjson,csv,json-sku", "further formats measured at the largest size only (json-sku: every row has a SKU, the upsert path)")
-		runs    = flag.Int("runs", 5, "runs per case; the table shows medians")
-		out     = flag.String("out", "bench/results/import.json", "where to write the results")
-		timeout = flag.Duration("timeout", 10*time.Minute, "bound on the whole run")
-	)
-	flag.Parse()
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	if err := run(ctx, *shopd, *server, *sizes, *formats, *extra, *runs, *out); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-import:", err)
 		os.Exit(1)
 	}
+}
+
+// run parses args (the flags below) and runs the bench within -timeout.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench-import", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		shopd   = fs.String("shopd", "bin/shopd", "shopd binary to start")
+		server  = fs.String("server", benchkit.DefaultServer(), "PostgreSQL URL of a database on the server where the bench database is created")
+		sizes   = fs.String("sizes", "1000,100000", "row counts to import, comma-separated")
+		formats = fs.String("formats", "json", "body formats to import at every size: json, ndjson, csv")
+		extra   = fs.String("largest-formats", "ndjson,csv,json-sku", "further formats measured at the largest size only (json-sku: every row has a SKU, the upsert path)")
+		runs    = fs.Int("runs", 5, "runs per case; the table shows medians")
+		out     = fs.String("out", "bench/results/import.json", "where to write the results")
+		timeout = fs.Duration("timeout", 10*time.Minute, "bound on the whole run")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	return bench(ctx, benchConfig{shopd: *shopd, server: *server, sizes: *sizes, formats: *formats, extra: *extra,
+		runs: *runs, out: *out}, stdout, stderr)
+}
+
+// benchConfig is run's flags.
+type benchConfig struct {
+	shopd, server, sizes, formats, extra string
+	runs                                 int
+	out                                  string
 }
 
 // benchCase is one size and format.
@@ -114,7 +139,8 @@ type results struct {
 	} `json:"goal"`
 }
 
-func run(ctx context.Context, shopdBin, server, sizeList, formatList, extraList string, runs int, out string) error {
+func bench(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) error {
+	shopdBin, server, sizeList, formatList, extraList, runs, out := cfg.shopd, cfg.server, cfg.sizes, cfg.formats, cfg.extra, cfg.runs, cfg.out
 	shopdBin, err := benchkit.ShopdPath(shopdBin)
 	if err != nil {
 		return err
@@ -153,7 +179,7 @@ func run(ctx context.Context, shopdBin, server, sizeList, formatList, extraList 
 		return err
 	}
 	defer srv.Stop()
-	fmt.Fprintf(os.Stderr, "bench-import: shopd pid %d on %s, database %s, log %s\n", srv.PID, srv.URL, benchkit.Redact(dsn), srv.LogPath)
+	fmt.Fprintf(stderr, "bench-import: shopd pid %d on %s, database %s, log %s\n", srv.PID, srv.URL, benchkit.Redact(dsn), srv.LogPath)
 
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -227,16 +253,16 @@ func run(ctx context.Context, shopdBin, server, sizeList, formatList, extraList 
 				if err := expectCount(ctx, conn, n); err != nil {
 					return fmt.Errorf("after \\copy: %w", err)
 				}
-				c.APISamples = append(c.APISamples, ms(m.elapsed))
-				c.CopySamples = append(c.CopySamples, ms(cd))
+				c.APISamples = append(c.APISamples, benchkit.Millis(m.elapsed))
+				c.CopySamples = append(c.CopySamples, benchkit.Millis(cd))
 				c.GrowthSample = append(c.GrowthSample, m.growth)
-				c.RatioSamples = append(c.RatioSamples, round2(ms(m.elapsed)/ms(cd)))
-				fmt.Fprintf(os.Stderr, "bench-import: %7d rows %-6s run %d: API %8.1f ms, \\copy %8.1f ms, peak growth %5.1f MB\n",
-					n, f, r+1, ms(m.elapsed), ms(cd), float64(m.growth)/(1<<20))
+				c.RatioSamples = append(c.RatioSamples, round2(benchkit.Millis(m.elapsed)/benchkit.Millis(cd)))
+				fmt.Fprintf(stderr, "bench-import: %7d rows %-6s run %d: API %8.1f ms, \\copy %8.1f ms, peak growth %5.1f MB\n",
+					n, f, r+1, benchkit.Millis(m.elapsed), benchkit.Millis(cd), float64(m.growth)/(1<<20))
 			}
-			c.APIMillis, c.CopyMillis = median(c.APISamples), median(c.CopySamples)
+			c.APIMillis, c.CopyMillis = benchkit.Median(c.APISamples), benchkit.Median(c.CopySamples)
 			c.RowsPerSec = float64(n) / (c.APIMillis / 1000)
-			c.Ratio = median(c.RatioSamples)
+			c.Ratio = benchkit.Median(c.RatioSamples)
 			c.GrowthBytes = slices.Max(c.GrowthSample)
 			cases = append(cases, c)
 		}
@@ -252,12 +278,12 @@ func run(ctx context.Context, shopdBin, server, sizeList, formatList, extraList 
 	}
 	res.Goal.Note = "goal of issue 5 for the original's JSON body at the largest size: API time within 2x of \\copy measured in the same run, peak memory growth under 100 MB"
 
-	printTable(os.Stdout, res)
+	printTable(stdout, res)
 	if out != "" {
 		if err := benchkit.WriteJSON(out, res); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "bench-import: wrote %s\n", out)
+		fmt.Fprintf(stderr, "bench-import: wrote %s\n", out)
 	}
 	return nil
 }
@@ -266,8 +292,8 @@ func printTable(w io.Writer, res results) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "rows\tformat\tAPI time\trows/s\t\\copy time\tratio\tpeak mem growth\t")
 	for _, c := range res.Cases {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.2fx\t%.1f MB\t\n", c.Rows, c.Format, dur(c.APIMillis),
-			thousands(int64(math.Round(c.RowsPerSec))), dur(c.CopyMillis), c.Ratio, float64(c.GrowthBytes)/(1<<20))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.2fx\t%.1f MB\t\n", c.Rows, c.Format, benchkit.FormatMillis(c.APIMillis),
+			benchkit.Thousands(int64(math.Round(c.RowsPerSec))), benchkit.FormatMillis(c.CopyMillis), c.Ratio, float64(c.GrowthBytes)/(1<<20))
 	}
 	tw.Flush()
 	verdict := func(ok bool) string {
@@ -315,12 +341,20 @@ func writeBody(path, format string, rows []product) error {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
+	type row struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+		Price       int    `json:"price"`
+		Inventory   int    `json:"inventory"`
+		SKU         string `json:"sku,omitempty"`
+	}
 	obj := func(p product) string {
-		o := fmt.Sprintf(`{"name":%q,"description":%q,"price":%d,"inventory":%d`, p.name, p.description, p.price, p.inventory)
+		r := row{Name: p.name, Description: p.description, Price: p.price, Inventory: p.inventory}
 		if format == "json-sku" {
-			o += fmt.Sprintf(`,"sku":%q`, p.sku)
+			r.SKU = p.sku
 		}
-		return o + "}"
+		b, _ := json.Marshal(r) // strings and ints: cannot fail
+		return string(b)
 	}
 	switch format {
 	case "json", "json-sku":
@@ -449,37 +483,7 @@ func loadAvg() string {
 	return strings.Join(f[:min(3, len(f))], " ")
 }
 
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func round2(x float64) float64 { return math.Round(x*100) / 100 }
-
-func dur(msec float64) string {
-	if msec >= 1000 {
-		return fmt.Sprintf("%.2f s", msec/1000)
-	}
-	return fmt.Sprintf("%.0f ms", msec)
-}
-
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
+func round2(x float64) float64 { return benchkit.Round(x, 2) }
 
 func trim(b []byte) string {
 	if len(b) > 300 {

@@ -16,6 +16,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -49,32 +50,47 @@ type options struct {
 	rate        int
 	duration    time.Duration
 	out         string
+	plot        string
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var o options
-	flag.StringVar(&o.shopd, "shopd", "bin/shopd", "shopd binary to start")
-	flag.StringVar(&o.shopdEnv, "shopd-env", "", "extra environment of shopd, comma-separated: REPORTS_MAX_CONNS=2,...")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds of (idle phase, load phase): noise from outside hits both phases alike")
-	flag.StringVar(&o.server, "server", benchkit.DefaultServer(), "PostgreSQL server to create the benchmark database on")
-	flag.IntVar(&o.orders, "orders", 100000, "orders of the report user")
-	flag.IntVar(&o.downloaders, "downloaders", 6, "clients downloading the full report in a loop under load")
-	flag.StringVar(&o.format, "format", "csv", "report format to download: txt, csv, ndjson")
-	flag.IntVar(&o.rate, "rate", 100, "requests per second to each of /health and /products")
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured phase")
-	flag.StringVar(&o.out, "out", "bench/results/reports.json", "where to write the results")
-	loop := flag.String("download-loop", "", "internal: download this URL with -downloaders clients until SIGTERM, then print the counts")
-	flag.Parse()
-	if *loop != "" {
-		downloadLoop(ctx, *loop, o.downloaders)
-		return
-	}
-	if err := run(ctx, o); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-reports:", err)
 		os.Exit(1)
 	}
+}
+
+// run parses args (the flags below) and runs the bench, or, with
+// -download-loop, the download clients' child process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("bench-reports", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.shopd, "shopd", "bin/shopd", "shopd binary to start")
+	fs.StringVar(&o.shopdEnv, "shopd-env", "", "extra environment of shopd, comma-separated: REPORTS_MAX_CONNS=2,...")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds of (idle phase, load phase): noise from outside hits both phases alike")
+	fs.StringVar(&o.server, "server", benchkit.DefaultServer(), "PostgreSQL server to create the benchmark database on")
+	fs.IntVar(&o.orders, "orders", 100000, "orders of the report user")
+	fs.IntVar(&o.downloaders, "downloaders", 6, "clients downloading the full report in a loop under load")
+	fs.StringVar(&o.format, "format", "csv", "report format to download: txt, csv, ndjson")
+	fs.IntVar(&o.rate, "rate", 100, "requests per second to each of /health and /products")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured phase")
+	fs.StringVar(&o.out, "out", "bench/results/reports.json", "where to write the results")
+	fs.StringVar(&o.plot, "plot", "bench/results/reports.html", "where to write vegeta's HTML latency plot of every phase (empty: none)")
+	loop := fs.String("download-loop", "", "internal: download this URL with -downloaders clients until SIGTERM, then print the counts")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *loop != "" {
+		downloadLoop(ctx, *loop, o.downloaders, stdout, stderr)
+		return nil
+	}
+	return bench(ctx, o, stdout)
 }
 
 // Latency is one endpoint's latency summary in one phase, in milliseconds.
@@ -134,7 +150,7 @@ type Results struct {
 	} `json:"goals"`
 }
 
-func run(ctx context.Context, o options) error {
+func bench(ctx context.Context, o options, stdout io.Writer) error {
 	if _, ok := map[string]bool{"txt": true, "csv": true, "ndjson": true}[o.format]; !ok {
 		return fmt.Errorf("-format %q: want txt, csv or ndjson", o.format)
 	}
@@ -154,7 +170,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer db.Drop()
 	dsn := db.URL
-	userID, lines, err := seed(ctx, dsn, o.orders)
+	userID, lines, err := seed(ctx, dsn, o.orders, stdout)
 	if err != nil {
 		return err
 	}
@@ -171,10 +187,14 @@ func run(ctx context.Context, o options) error {
 	}
 	defer srv.Stop()
 	base := srv.URL
-	fmt.Printf("shopd pid %d on %s; user with %d orders, %d lines\n", srv.PID, base, o.orders, lines)
+	fmt.Fprintf(stdout, "shopd pid %d on %s; user with %d orders, %d lines\n", srv.PID, base, o.orders, lines)
 
 	targets := map[string]string{"/health": base + "/health", "/products": base + "/products?page=1&limit=20"}
-	attack(targets, o.rate, 2*time.Second, nil) // warm-up, not measured
+	attack(targets, o.rate, 2*time.Second, nil, nil, "") // warm-up, not measured
+	var plot *benchkit.Plot
+	if o.plot != "" {
+		plot = benchkit.NewPlot(fmt.Sprintf("GET /health and GET /products, idle and while %d clients download reports (bench-reports)", o.downloaders))
+	}
 	before, err := srv.Memory()
 	if err != nil {
 		return err
@@ -191,7 +211,7 @@ func run(ctx context.Context, o options) error {
 	res.Reports.SingleSeconds = time.Since(start).Seconds()
 	res.Reports.SingleMB = float64(n) / (1 << 20)
 	res.Reports.FirstByteMS = float64(firstByte.Microseconds()) / 1000
-	fmt.Printf("one %s report: %.1f MB in %.2f s (first byte after %.1f ms)\n", o.format, res.Reports.SingleMB, res.Reports.SingleSeconds, res.Reports.FirstByteMS)
+	fmt.Fprintf(stdout, "one %s report: %.1f MB in %.2f s (first byte after %.1f ms)\n", o.format, res.Reports.SingleMB, res.Reports.SingleSeconds, res.Reports.FirstByteMS)
 
 	idle := map[string]*vegeta.Metrics{}
 	load := map[string]*vegeta.Metrics{}
@@ -200,16 +220,16 @@ func run(ctx context.Context, o options) error {
 	}
 	var completed, rejected, bytes atomic.Int64
 	for i := 1; i <= o.rounds; i++ {
-		fmt.Printf("round %d/%d: %d req/s to each endpoint for %s idle, then for %s while %d clients download the report in a loop\n",
+		fmt.Fprintf(stdout, "round %d/%d: %d req/s to each endpoint for %s idle, then for %s while %d clients download the report in a loop\n",
 			i, o.rounds, o.rate, o.duration, o.duration, o.downloaders)
 		var r Round
-		r.Idle = attack(targets, o.rate, o.duration, idle)
+		r.Idle = attack(targets, o.rate, o.duration, idle, plot, "idle")
 		dl, err := startDownloaders(reportURL, o.downloaders)
 		if err != nil {
 			return err
 		}
 		sleep(ctx, time.Second) // let the reports get going
-		r.Load = attack(targets, o.rate, o.duration, load)
+		r.Load = attack(targets, o.rate, o.duration, load, plot, "reports")
 		counts, err := dl.stop()
 		if err != nil {
 			return err
@@ -219,7 +239,7 @@ func run(ctx context.Context, o options) error {
 		bytes.Add(counts.Bytes)
 		res.Rounds = append(res.Rounds, r)
 		for _, name := range []string{"/health", "/products"} {
-			fmt.Printf("  %-9s p99 %7.2f ms idle, %7.2f ms under load\n", name, r.Idle[name].P99, r.Load[name].P99)
+			fmt.Fprintf(stdout, "  %-9s p99 %7.2f ms idle, %7.2f ms under load\n", name, r.Idle[name].P99, r.Load[name].P99)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -243,11 +263,17 @@ func run(ctx context.Context, o options) error {
 		res.Goals.NoFailedRequests = res.Goals.NoFailedRequests && e.Idle.Success == 1 && e.Load.Success == 1
 	}
 	res.Goals.MemoryUnder50MB = res.Memory.GrowthMB < 50
-	printResults(os.Stdout, res)
+	printResults(stdout, res)
 	if err := benchkit.WriteJSON(o.out, res); err != nil {
 		return err
 	}
-	fmt.Printf("results: %s\n", o.out)
+	if plot != nil {
+		if err := plot.WriteFile(o.plot); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "latency plot: %s\n", o.plot)
+	}
+	fmt.Fprintf(stdout, "results: %s\n", o.out)
 	return nil
 }
 
@@ -256,7 +282,7 @@ func mb(bytes int64) float64 { return float64(bytes) / (1 << 20) }
 
 // seed loads the demo data and a user with n orders into the (migrated)
 // database, and returns the user's id and line count.
-func seed(ctx context.Context, dsn string, n int) (string, int, error) {
+func seed(ctx context.Context, dsn string, n int, stdout io.Writer) (string, int, error) {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return "", 0, err
@@ -273,14 +299,15 @@ func seed(ctx context.Context, dsn string, n int) (string, int, error) {
 	}
 	var lines int
 	err = pool.QueryRow(ctx, `SELECT count(*) FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.customer_id = $1`, id).Scan(&lines)
-	fmt.Printf("seeded a user with %d orders in %s\n", n, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "seeded a user with %d orders in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return id, lines, err
 }
 
 // attack sends rate requests per second to each target for d, all at
 // once, and returns each target's latency summary. Each result is also
-// added to acc[target] when acc is not nil.
-func attack(targets map[string]string, rate int, d time.Duration, acc map[string]*vegeta.Metrics) map[string]Latency {
+// added to acc[target] when acc is not nil, and to plot as the series
+// "<phase> <target>".
+func attack(targets map[string]string, rate int, d time.Duration, acc map[string]*vegeta.Metrics, plot *benchkit.Plot, phase string) map[string]Latency {
 	out := map[string]Latency{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -290,8 +317,9 @@ func attack(targets map[string]string, rate int, d time.Duration, acc map[string
 			defer wg.Done()
 			a := vegeta.NewAttacker(vegeta.Timeout(10*time.Second), vegeta.KeepAlive(true))
 			var m vegeta.Metrics
-			for r := range a.Attack(vegeta.NewStaticTargeter(vegeta.Target{Method: "GET", URL: u}), vegeta.Rate{Freq: rate, Per: time.Second}, d, name) {
+			for r := range a.Attack(vegeta.NewStaticTargeter(vegeta.Target{Method: "GET", URL: u}), vegeta.Rate{Freq: rate, Per: time.Second}, d, phase+" "+name) {
 				m.Add(r)
+				plot.Add(r)
 				if acc != nil {
 					acc[name].Add(r) // one goroutine per target: no sharing
 				}
@@ -350,7 +378,7 @@ func (d *downloaders) stop() (downloadCounts, error) {
 
 // downloadLoop runs n clients downloading u in a loop, honouring 429 and
 // Retry-After, until ctx ends; then it prints their counts as JSON.
-func downloadLoop(ctx context.Context, u string, n int) {
+func downloadLoop(ctx context.Context, u string, n int, stdout, stderr io.Writer) {
 	var completed, rejected, bytes atomic.Int64
 	var wg sync.WaitGroup
 	for range n {
@@ -367,14 +395,14 @@ func downloadLoop(ctx context.Context, u string, n int) {
 					rejected.Add(1)
 					sleep(ctx, time.Duration(n)*time.Second) // n is Retry-After here
 				case ctx.Err() == nil:
-					fmt.Fprintf(os.Stderr, "download: status %d: %v\n", status, err)
+					fmt.Fprintf(stderr, "download: status %d: %v\n", status, err)
 					sleep(ctx, time.Second)
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	_ = json.NewEncoder(os.Stdout).Encode(downloadCounts{completed.Load(), rejected.Load(), bytes.Load()})
+	_ = json.NewEncoder(stdout).Encode(downloadCounts{completed.Load(), rejected.Load(), bytes.Load()})
 }
 
 // download GETs u and reads the whole body. It returns the bytes read and
