@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/DataDog/dd-trace-go/v2/ddtrace/mocktracer"
 	"github.com/gorilla/mux"
 
 	"github.com/shoplab/shoplab/service/httpapi"
 	"github.com/shoplab/shoplab/service/shop"
+	"github.com/shoplab/shoplab/service/telemetry"
 	"github.com/shoplab/shoplab/service/telemetry/telemetrytest"
 )
 
@@ -219,8 +221,8 @@ func TestBudgets(t *testing.T) {
 			// The client also flushes its aggregates every 2s on its own:
 			// a window that a periodic flush cuts in two sends them twice.
 			// The least of three windows is the one that was not cut.
-			var wire, lines int64 = math.MaxInt64, math.MaxInt64
-			var spans int
+			var lines int64 = math.MaxInt64
+			spans := math.MaxInt
 			for round := range 3 {
 				e.stats.Flush()
 				settle(e.stats)
@@ -229,13 +231,14 @@ func TestBudgets(t *testing.T) {
 				for i := range n {
 					e.serve(t, c, 2001+round*n+i)
 				}
-				spans = len(mt.FinishedSpans())
+				spans = min(spans, codeSpans(mt.FinishedSpans()))
 				e.stats.Flush()
 				raw, p := settle(e.stats)
-				wire, lines = min(wire, raw), min(lines, lineBytes(e.stats.Metrics()))
+				lines = min(lines, lineBytes(e.stats.Metrics()))
+				// The bytes on the wire depend on how the client's packets
+				// fell in time: logged, not gated (line bytes are the gate).
 				t.Logf("%s [%s]: %d requests: %d DogStatsD bytes on the wire in %d packets, %d as lines, %d spans", c.endpoint, c.name, n, raw, p, lineBytes(e.stats.Metrics()), spans)
 			}
-			g.check(t, c.endpoint, metricStatsdBytes, c.name, float64(wire/n))
 			g.check(t, c.endpoint, metricStatsdLines, c.name, float64(lines/n))
 			g.check(t, c.endpoint, metricSpans, c.name, float64(spans)/n)
 		}
@@ -328,3 +331,16 @@ func TestBudgetsCoverEveryRoute(t *testing.T) {
 // switchBoardStub is a shop.SwitchBoard that is never called: the route
 // walk only needs Deps.Switches set, to see the /admin/switches routes.
 type switchBoardStub struct{ shop.SwitchBoard }
+
+// codeSpans counts the spans the code makes whatever the timing: a
+// pgx.pool.acquire span exists only when an acquire waited a millisecond
+// or more, which a loaded machine decides, so it is left out.
+func codeSpans(spans []*mocktracer.Span) int {
+	n := 0
+	for _, s := range spans {
+		if s.OperationName() != telemetry.SpanAcquire {
+			n++
+		}
+	}
+	return n
+}

@@ -51,7 +51,6 @@ const (
 	metricStatements  = "statements"
 	metricRoundTrips  = "round_trips"
 	metricAllocs      = "allocs"
-	metricStatsdBytes = "statsd_bytes"
 	metricStatsdLines = "statsd_line_bytes"
 	metricSpans       = "spans"
 	metricHeapGrowth  = "heap_live_growth_bytes"
@@ -64,8 +63,6 @@ func headroom(metric string, measured float64) float64 {
 	switch metric {
 	case metricAllocs:
 		return math.Ceil(measured * 1.25)
-	case metricStatsdBytes:
-		return math.Ceil(measured * 1.5)
 	case metricStatsdLines:
 		return math.Ceil(measured * 1.1)
 	case metricHeapGrowth:
@@ -132,7 +129,7 @@ func newBudgetGate(t *testing.T) *budgetGate {
 		if !*updateBudgets || !g.dirty {
 			return
 		}
-		order := []string{metricStatements, metricRoundTrips, metricAllocs, metricHeapGrowth, metricStatsdBytes, metricStatsdLines, metricSpans}
+		order := []string{metricStatements, metricRoundTrips, metricAllocs, metricHeapGrowth, metricStatsdLines, metricSpans}
 		slices.SortStableFunc(g.file.Budgets, func(a, b budget) int {
 			if c := strings.Compare(a.Endpoint, b.Endpoint); c != 0 {
 				return c
