@@ -105,7 +105,7 @@ func importBody(i, n int) []byte {
 }
 
 // loadFixtures finds the seeded users and creates the endless product, in
-// SQL that every schema version of the seed data shares.
+// SQL that works on the schema of any revision since the first.
 func loadFixtures(ctx context.Context, dsn string) (fixtures, error) {
 	c, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -113,10 +113,16 @@ func loadFixtures(ctx context.Context, dsn string) (fixtures, error) {
 	}
 	defer c.Close(context.WithoutCancel(ctx))
 	var fx fixtures
-	if err := c.QueryRow(ctx, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`).Scan(&fx.heavyUser); err != nil {
+	// The users table is "customers" since the users split; "users" before.
+	var table string
+	if err := c.QueryRow(ctx, `SELECT coalesce(to_regclass('customers'), to_regclass('users'))::text`).Scan(&table); err != nil {
+		return fx, fmt.Errorf("no customers or users table: %w", err)
+	}
+	q := `SELECT id::text FROM ` + pgx.Identifier{table}.Sanitize() + ` WHERE email = $1`
+	if err := c.QueryRow(ctx, q, "heavy.user@example.com").Scan(&fx.heavyUser); err != nil {
 		return fx, fmt.Errorf("heavy user: %w", err)
 	}
-	if err := c.QueryRow(ctx, `SELECT id::text FROM customers WHERE email = 'user4@example.com'`).Scan(&fx.buyer); err != nil {
+	if err := c.QueryRow(ctx, q, "user4@example.com").Scan(&fx.buyer); err != nil {
 		return fx, fmt.Errorf("buyer: %w", err)
 	}
 	if err := c.QueryRow(ctx, `INSERT INTO products (name, description, price, inventory)
