@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate
+.PHONY: build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate bench-compare
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
@@ -72,6 +72,18 @@ bench-search:
 ## (a fresh database, shopd on a free port; flags: BENCH_REPORTS_FLAGS="-downloaders 8")
 bench-reports: build
 	$(GO) run ./bench/reports -shopd $(BIN) $(BENCH_REPORTS_FLAGS)
+
+## bench-compare: BASE (required: any git revision) against the working tree,
+## uncommitted changes included: both built, the same HTTP workloads (product
+## list, product, search, order history, checkout, a 100-row import) and go
+## test benchmarks run interleaved (base, new, base, new...), a fresh process and
+## database per run; prints benchstat's table, writes bench/results/compare.txt.
+## Flags: make bench-compare BASE=main BENCH_COMPARE_FLAGS='-rounds 10 -benchtime 2s -workloads checkout -gotest=false'
+BASE ?=
+BENCH_COMPARE_FLAGS ?=
+bench-compare:
+	@test -n "$(BASE)" || { echo "bench-compare: say what to compare against: make bench-compare BASE=HEAD~1 (or BASE=main, a sha)" >&2; exit 2; }
+	$(GO) run ./bench/compare -base '$(BASE)' $(BENCH_COMPARE_FLAGS)
 
 ## datadog-apply: create or update every dashboard, monitor and SLO in Datadog, matched by
 ## its shoplab_id; a dry run unless APPLY=1. Needs DD_API_KEY, DD_APP_KEY (DD_SITE: datadoghq.com).
