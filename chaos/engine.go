@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -135,11 +136,26 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 			e.Note("load %s: %v", l.Name, err)
 		}
 	}
+	// The first shopd's peak memory per phase (benchkit's /proc reading).
+	peak := func() {
+		if s := e.Shopds(); len(s) > 0 {
+			if m, err := s[0].Memory(); err == nil {
+				rep.PeakRSSMiB = append(rep.PeakRSSMiB, float64(m.Peak)/(1<<20))
+				_ = s[0].ResetPeak()
+				return
+			}
+		}
+		rep.PeakRSSMiB = append(rep.PeakRSSMiB, -1)
+	}
+	if s := e.Shopds(); len(s) > 0 {
+		_ = s[0].ResetPeak()
+	}
 	for _, l := range sc.Load {
 		wg.Add(1)
 		go attack(l, phases.Total())
 	}
 	sleepUntil(ctx, rep.Phases[1].From)
+	peak()
 	if !opt.NoFault {
 		if sc.Fault.Inject != nil {
 			logf("%s: inject at +%s", sc.Name, time.Since(start).Round(time.Millisecond))
@@ -155,6 +171,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 		logf("%s: fault switched off (-no-fault)", sc.Name)
 	}
 	sleepUntil(ctx, rep.Phases[2].From)
+	peak()
 	if !opt.NoFault && sc.Fault.Heal != nil {
 		logf("%s: heal at +%s", sc.Name, time.Since(start).Round(time.Millisecond))
 		if err := sc.Fault.Heal(context.WithoutCancel(ctx), e); err != nil {
@@ -166,6 +183,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 		return nil, ctx.Err()
 	}
 	rep.LoadEnd = time.Now()
+	peak()
 
 	// Settle: the relay sends what it owes, then every shopd stops (which
 	// flushes its DogStatsD client) and the last packets arrive.
@@ -205,9 +223,16 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	e.mu.Lock()
 	rep.Notes = append(rep.Notes, e.notes...)
 	e.mu.Unlock()
-	for _, inv := range rep.Invariants {
-		if !inv.OK {
+	rep.signatures(samples, exp.Signatures)
+	rep.CaughtBy = exp.CaughtBy
+	for i, inv := range rep.Invariants {
+		expected := slices.Contains(exp.ExpectedViolations, inv.Name)
+		rep.Invariants[i].ExpectedToBreak = expected
+		switch {
+		case !inv.OK && !expected:
 			rep.Failures = append(rep.Failures, "invariant "+inv.Name+": "+inv.Detail)
+		case inv.OK && expected:
+			rep.Failures = append(rep.Failures, "invariant "+inv.Name+" was expected to break and held: "+inv.Detail)
 		}
 	}
 	rep.OK = len(rep.Failures) == 0
