@@ -82,8 +82,11 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 
 	e := &Env{Scenario: sc, Phases: phases, Factor: opt.Factor, bin: bin, logDir: newLogDir(sc.Name)}
 	defer e.close()
-	label := strings.ReplaceAll(sc.Name, "-", "_")
-	if e.DB, err = benchkit.CreateDatabase(ctx, opt.Server, "chaos_"+label); err != nil {
+	// benchkit's labels have at most 21 characters (PostgreSQL's 63 for
+	// the whole name); the random suffix keeps truncated ones apart.
+	label := "chaos_" + strings.ReplaceAll(sc.Name, "-", "_")
+	label = strings.TrimRight(label[:min(len(label), 21)], "_")
+	if e.DB, err = benchkit.CreateDatabase(ctx, opt.Server, label); err != nil {
 		return nil, err
 	}
 	e.closes = append(e.closes, e.DB.Drop)
