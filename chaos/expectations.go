@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/shoplab/shoplab/internal/moncheck"
 )
@@ -65,7 +66,16 @@ type Signature struct {
 	// counts as 0.
 	Above  *float64 `json:"above,omitempty"`
 	AtMost *float64 `json:"at_most,omitempty"`
+	// SkipS skips the first seconds of the phase: requests the previous
+	// phase started (an import begun with a switch on finishes with it).
+	SkipS float64 `json:"skip_s,omitempty"`
 }
+
+// SignatureLag: shopd's DogStatsD client flushes every 2 s and the capture
+// stamps samples on arrival, so a phase's figures arrive up to that much
+// after it. A fault signature's window ends that much after the fault; a
+// recovery's starts that much after the heal.
+const SignatureLag = 2500 * time.Millisecond
 
 // ProcPeakRSS is the Signature query of shopd's peak resident memory in
 // the phase, in MiB.

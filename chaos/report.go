@@ -562,7 +562,7 @@ func (r *Report) signatures(samples []ddquery.Sample, sigs []Signature) {
 			want = append(want, fmt.Sprintf("<= %g", *sg.AtMost))
 		}
 		res.Want = strings.Join(want, " and ")
-		v, err := r.phaseValue(samples, sg.Query, sg.Phase)
+		v, err := r.phaseValue(samples, sg)
 		if err != nil {
 			res.Value = "error: " + err.Error()
 		} else {
@@ -576,9 +576,12 @@ func (r *Report) signatures(samples []ddquery.Sample, sigs []Signature) {
 	}
 }
 
-// phaseValue is a signature query's value over one phase: one interval,
-// summed over groups for .as_count(), else the highest; no data is 0.
-func (r *Report) phaseValue(samples []ddquery.Sample, query, phase string) (float64, error) {
+// phaseValue is a signature query's value over its phase (the fault's
+// window extended by SignatureLag, the recovery's started that much later
+// and run to the end of the capture; less SkipS): one interval, summed over
+// groups for .as_count(), else the highest; no data is 0.
+func (r *Report) phaseValue(samples []ddquery.Sample, sg Signature) (float64, error) {
+	query, phase := sg.Query, sg.Phase
 	i := slices.IndexFunc(r.Phases, func(p Phase) bool { return p.Name == phase })
 	if i < 0 {
 		return 0, fmt.Errorf("no phase %q", phase)
@@ -594,7 +597,23 @@ func (r *Report) phaseValue(samples []ddquery.Sample, query, phase string) (floa
 		return 0, err
 	}
 	p := r.Phases[i]
-	ss, err := q.Eval(samples, p.From, p.To, p.To.Sub(p.From), nil)
+	// The fault's late samples count for the fault, not the recovery; the
+	// healthy phase ends where the fault starts (nothing of it is early).
+	from, to := p.From, p.To
+	switch phase {
+	case "fault":
+		to = to.Add(SignatureLag)
+	case "recovery":
+		from, to = from.Add(SignatureLag), r.End
+	}
+	from = from.Add(time.Duration(sg.SkipS * float64(time.Second)))
+	if to.After(r.End) {
+		to = r.End
+	}
+	if !from.Before(to) {
+		return 0, fmt.Errorf("the %s phase is shorter than skip_s and the %s lag", phase, SignatureLag)
+	}
+	ss, err := q.Eval(samples, from, to, to.Sub(from), nil)
 	if err != nil {
 		return 0, err
 	}

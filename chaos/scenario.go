@@ -93,6 +93,11 @@ func Scenarios() []*Scenario {
 		searchAbuse(),
 		orderHistoryAtScale(),
 		importFlood(),
+		switchNPlusOne(),
+		switchUnlockedStock(),
+		switchRawErrors(),
+		switchRowByRowImport(),
+		switchReportInProcess(),
 	}
 }
 
