@@ -116,9 +116,14 @@ VALUES ('Chaos scarce product', 'a few units for the flash sale', 9.99, 40) RETU
 				return err
 			})
 		},
-		Load: []Load{healthy(5), buyers("flash sale", 100, func(e *Env) string { return e.Fixture.Products[0] })},
-		// The scarce product's 40 units go on sale with the fault.
-		FaultLoad: []Load{buyers("scarce", 40, func(*Env) string { mu.Lock(); defer mu.Unlock(); return scarce })},
+		// Buyers in bursts, as the original's concurrency script: loads
+		// of the same rate started together send their requests at the
+		// same instants (10 at once, 10 times a second), throughout, so
+		// the healthy and recovery phases show the lock holding under the
+		// same contention. The scarce product's 40 units go on sale with
+		// the fault, 5 buyers at once.
+		Load:      append([]Load{healthy(5)}, burst("flash sale", 10, 10, func(e *Env) string { return e.Fixture.Products[0] })...),
+		FaultLoad: burst("scarce", 5, 8, func(*Env) string { mu.Lock(); defer mu.Unlock(); return scarce }),
 		Fault:     switchFault("unlocked-stock", nil),
 	}
 }
@@ -223,4 +228,14 @@ func switchReportInProcess() *Scenario {
 		}}},
 		Fault: switchFault("report-in-process", nil),
 	}
+}
+
+// burst is n loads of buyers of product at rate each: started together,
+// their requests leave at the same instants, n at once.
+func burst(name string, n, rate int, product func(e *Env) string) []Load {
+	var out []Load
+	for i := range n {
+		out = append(out, buyers(fmt.Sprintf("%s %d", name, i+1), rate, product))
+	}
+	return out
 }
