@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -81,9 +82,11 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 
 	e := &Env{Scenario: sc, Phases: phases, Factor: opt.Factor, bin: bin, logDir: newLogDir(sc.Name)}
 	defer e.close()
-	label := strings.ReplaceAll(sc.Name, "-", "_")
-	label = label[:min(len(label), 15)] // benchkit takes labels of 21 characters at most, "chaos_" included
-	if e.DB, err = benchkit.CreateDatabase(ctx, opt.Server, "chaos_"+label); err != nil {
+	// benchkit's labels have at most 21 characters (PostgreSQL's 63 for
+	// the whole name); the random suffix keeps truncated ones apart.
+	label := "chaos_" + strings.ReplaceAll(sc.Name, "-", "_")
+	label = strings.TrimRight(label[:min(len(label), 21)], "_")
+	if e.DB, err = benchkit.CreateDatabase(ctx, opt.Server, label); err != nil {
 		return nil, err
 	}
 	e.closes = append(e.closes, e.DB.Drop)
@@ -145,11 +148,26 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 			e.Note("load %s: %v", l.Name, err)
 		}
 	}
+	// The first shopd's peak memory per phase (benchkit's /proc reading).
+	peak := func() {
+		if s := e.Shopds(); len(s) > 0 {
+			if m, err := s[0].Memory(); err == nil {
+				rep.PeakRSSMiB = append(rep.PeakRSSMiB, float64(m.Peak)/(1<<20))
+				_ = s[0].ResetPeak()
+				return
+			}
+		}
+		rep.PeakRSSMiB = append(rep.PeakRSSMiB, -1)
+	}
+	if s := e.Shopds(); len(s) > 0 {
+		_ = s[0].ResetPeak()
+	}
 	for _, l := range sc.Load {
 		wg.Add(1)
 		go attack(l, phases.Total())
 	}
 	sleepUntil(ctx, rep.Phases[1].From)
+	peak()
 	if !opt.NoFault {
 		if sc.Fault.Inject != nil {
 			logf("%s: inject at +%s", sc.Name, time.Since(start).Round(time.Millisecond))
@@ -165,6 +183,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 		logf("%s: fault switched off (-no-fault)", sc.Name)
 	}
 	sleepUntil(ctx, rep.Phases[2].From)
+	peak()
 	if !opt.NoFault && sc.Fault.Heal != nil {
 		logf("%s: heal at +%s", sc.Name, time.Since(start).Round(time.Millisecond))
 		if err := sc.Fault.Heal(context.WithoutCancel(ctx), e); err != nil {
@@ -176,6 +195,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 		return nil, ctx.Err()
 	}
 	rep.LoadEnd = time.Now()
+	peak()
 
 	// Settle: the relay sends what it owes, then every shopd stops (which
 	// flushes its DogStatsD client) and the last packets arrive.
@@ -215,9 +235,16 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	e.mu.Lock()
 	rep.Notes = append(rep.Notes, e.notes...)
 	e.mu.Unlock()
-	for _, inv := range rep.Invariants {
-		if !inv.OK {
+	rep.signatures(samples, exp.Signatures)
+	rep.CaughtBy = exp.CaughtBy
+	for i, inv := range rep.Invariants {
+		expected := slices.Contains(exp.ExpectedViolations, inv.Name)
+		rep.Invariants[i].ExpectedToBreak = expected
+		switch {
+		case !inv.OK && !expected:
 			rep.Failures = append(rep.Failures, "invariant "+inv.Name+": "+inv.Detail)
+		case inv.OK && expected:
+			rep.Failures = append(rep.Failures, "invariant "+inv.Name+" was expected to break and held: "+inv.Detail)
 		}
 	}
 	rep.OK = len(rep.Failures) == 0

@@ -99,6 +99,14 @@ func Scenarios() []*Scenario {
 		rollingRestart(),
 		migrationLock(),
 		migrationLockSafe(),
+		searchAbuse(),
+		orderHistoryAtScale(),
+		importFlood(),
+		switchNPlusOne(),
+		switchUnlockedStock(),
+		switchRawErrors(),
+		switchRowByRowImport(),
+		switchReportInProcess(),
 	}
 }
 
