@@ -30,7 +30,7 @@ func addRoutes(r *mux.Router, d Deps) {
 	// under one, mux answers a wrong method with 404 (gorilla/mux#751).
 	admin := r.NewRoute().Subrouter()
 	admin.Use(requireAdmin(tel, cfg.AdminToken))
-	admin.Handle("/admin/products/import", handleImport(tel, d.Products, v1, cfg.MaxImportBytes, cfg.MaxImportRows, cfg.ImportProgressRows)).Methods("POST")
+	admin.Handle("/admin/products/import", handleImport(tel, d.Products, v1, newImportAdmission(tel, cfg), cfg.MaxImportBytes, cfg.MaxImportRows, cfg.ImportProgressRows)).Methods("POST")
 	admin.Handle("/admin/inventory/low", handleLowInventory(tel, d.Products)).Methods("GET")
 	admin.Handle("/admin/products/missing-description", handleMissingDescription(tel, d.Products)).Methods("GET")
 	if d.Switches != nil { // the chaos switches (docs/switches.md); never in production

@@ -110,6 +110,19 @@ const (
 	// MetricImportBytes is the distribution of the body bytes read by each
 	// bulk import. Tags: format, outcome.
 	MetricImportBytes = "import.bytes"
+	// MetricImportsInFlight is the gauge of imports running, set at each
+	// admission and completion.
+	MetricImportsInFlight = "import.in_flight"
+	// MetricImportRejections counts imports refused before reading their
+	// body: 429 because IMPORTS_MAX_CONCURRENT were running (reason busy),
+	// or 503 because the server is shutting down (reason shutting_down).
+	MetricImportRejections = "import.rejected"
+	// MetricImportCuts counts imports whose upload was cut mid-body, their
+	// transaction rolled back: 408 for an upload idle longer than
+	// UPLOAD_IDLE_TIMEOUT (reason idle) or slower than
+	// UPLOAD_MIN_BYTES_PER_SEC (reason slow), 503 at shutdown (reason
+	// shutdown).
+	MetricImportCuts = "import.cut"
 	// MetricProductsCreated counts products created through the API.
 	// Tags: api_version (v1, v2), client (a ClientFamily value),
 	// description (present, missing).

@@ -35,6 +35,7 @@ type vars struct {
 	CheckoutVars   `desc:"Checkout and search"`
 	APIVars        `desc:"API limits"`
 	ReportsVars    `desc:"Reports"`
+	ImportsVars    `desc:"Imports"`
 	MailVars       `desc:"Order-confirmation mail"`
 	RelayVars      `desc:"Outbox relay"`
 	UsersSplitVars `desc:"Users split (backfill)"`
@@ -53,10 +54,11 @@ type ServerVars struct {
 
 // DatabaseVars configure the main pool.
 type DatabaseVars struct {
-	DatabaseURL     string        `env:"DATABASE_URL" desc:"PostgreSQL URL; the default is the database make run prepares, so every shopd command agrees with it (PG* variables fill only what the URL leaves out, such as PGPASSWORD)"`
-	DBMaxConns      int32         `env:"DB_MAX_CONNS" min:"1" desc:"size of the connection pool (at most 1000)"`
-	AppName         string        `env:"PGAPPNAME" desc:"application_name of the service's sessions (what pg_stat_activity shows; the lock-wait sampler watches it)"`
-	DBStatsInterval time.Duration `env:"DB_STATS_INTERVAL" desc:"how often the pools' gauges and counts are reported (positive; chaos's compressed runs shorten it with the monitors' windows)"`
+	DatabaseURL      string        `env:"DATABASE_URL" desc:"PostgreSQL URL; the default is the database make run prepares, so every shopd command agrees with it (PG* variables fill only what the URL leaves out, such as PGPASSWORD)"`
+	DBMaxConns       int32         `env:"DB_MAX_CONNS" min:"1" desc:"size of the connection pool (at most 1000)"`
+	AppName          string        `env:"PGAPPNAME" desc:"application_name of the service's sessions (what pg_stat_activity shows; the lock-wait sampler watches it)"`
+	DBAcquireTimeout time.Duration `env:"DB_ACQUIRE_TIMEOUT" desc:"longest wait of a request (products, orders, users, imports) for a pool connection; past it, 503 + Retry-After instead of a hang (checkouts have CHECKOUT_ACQUIRE_TIMEOUT; positive)"`
+	DBStatsInterval  time.Duration `env:"DB_STATS_INTERVAL" desc:"how often the pools' gauges and counts are reported (positive; chaos's compressed runs shorten it with the monitors' windows)"`
 }
 
 // CheckoutVars bound checkouts, their idempotency keys and searches.
@@ -87,6 +89,15 @@ type ReportsVars struct {
 	ReportsStatementTimeout time.Duration `env:"REPORTS_STATEMENT_TIMEOUT" desc:"Postgres statement_timeout of each report statement"`
 	ReportsMaxDuration      time.Duration `env:"REPORTS_MAX_DURATION" desc:"longest a report may take, download included (slow clients are cut off; positive)"`
 	ReportsMaxLinesPerSec   int64         `env:"REPORTS_MAX_LINES_PER_SEC" min:"0" desc:"pace of all downloads together in order lines per second (one budget they share), so that reports cannot take all the CPU however many run (0: unpaced)"`
+}
+
+// ImportsVars configure the imports' own pool, their admission and the
+// limits of their uploads.
+type ImportsVars struct {
+	ImportsMaxConns      int32         `env:"IMPORTS_MAX_CONNS" min:"1" desc:"size of the imports' own pool (at most 1000): an import holds its connection for as long as its upload lasts, so imports never take the main pool's"`
+	ImportsMaxConcurrent int           `env:"IMPORTS_MAX_CONCURRENT" min:"1" desc:"imports running at once (at most IMPORTS_MAX_CONNS); 429 + Retry-After beyond, without reading the body"`
+	UploadIdleTimeout    time.Duration `env:"UPLOAD_IDLE_TIMEOUT" desc:"longest an import's upload may send nothing; past it, 408 + Connection: close and nothing imported (positive)"`
+	UploadMinBytesPerSec int64         `env:"UPLOAD_MIN_BYTES_PER_SEC" min:"0" desc:"lowest average rate of an import's upload once it has run UPLOAD_IDLE_TIMEOUT; below it, 408 + Connection: close and nothing imported (0: no minimum)"`
 }
 
 // MailVars configure the SMTP sender of order confirmations.
@@ -177,10 +188,11 @@ func defaultVars() vars {
 			AppEnv:          "development",
 		},
 		DatabaseVars: DatabaseVars{
-			DatabaseURL:     defaultDatabaseURL,
-			DBMaxConns:      20,
-			AppName:         tel.AppName,
-			DBStatsInterval: 10 * time.Second,
+			DatabaseURL:      defaultDatabaseURL,
+			DBMaxConns:       20,
+			AppName:          tel.AppName,
+			DBStatsInterval:  10 * time.Second,
+			DBAcquireTimeout: postgres.DefaultAcquireTimeout,
 		},
 		CheckoutVars: CheckoutVars{
 			CheckoutAcquireTimeout:   postgres.DefaultCheckoutAcquireTimeout,
@@ -203,6 +215,12 @@ func defaultVars() vars {
 			ReportsStatementTimeout: 30 * time.Second,
 			ReportsMaxDuration:      api.ReportMaxDuration,
 			ReportsMaxLinesPerSec:   50_000,
+		},
+		ImportsVars: ImportsVars{
+			ImportsMaxConns:      2,
+			ImportsMaxConcurrent: api.ImportsMaxConcurrent,
+			UploadIdleTimeout:    api.UploadIdleTimeout,
+			UploadMinBytesPerSec: api.UploadMinBytesPerSec,
 		},
 		MailVars: MailVars{
 			SMTPTLS:     ml.TLS,
@@ -266,7 +284,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if v.ReportsMaxDuration <= 0 {
 		errs = append(errs, errors.New("REPORTS_MAX_DURATION must be positive"))
 	}
+	if v.DBAcquireTimeout <= 0 {
+		errs = append(errs, errors.New("DB_ACQUIRE_TIMEOUT must be positive"))
+	}
+	if v.UploadIdleTimeout <= 0 {
+		errs = append(errs, errors.New("UPLOAD_IDLE_TIMEOUT must be positive"))
+	}
 	v.DBMaxConns = min(v.DBMaxConns, maxConns)
+	v.ImportsMaxConns = min(v.ImportsMaxConns, maxConns)
+	v.ImportsMaxConcurrent = min(v.ImportsMaxConcurrent, int(v.ImportsMaxConns))
 	v.ReportsMaxConns = min(v.ReportsMaxConns, maxConns)
 	if v.ReportsDatabaseURL == "" {
 		v.ReportsDatabaseURL = v.DatabaseURL
