@@ -128,6 +128,9 @@ type Deps struct {
 	// /admin/switches lists and flips them. Nil (production) turns them all
 	// off and leaves /admin/switches out.
 	Switches shop.SwitchBoard
+	// RateLimit is the per-client rate limit of every route but /health
+	// and /ready; a nil RateLimit.Limiter turns it off.
+	RateLimit RateLimit
 }
 
 // NewServer builds the HTTP handler: a traced gorilla/mux router with every
@@ -143,6 +146,7 @@ func NewServer(d Deps) http.Handler {
 	// the 500 that recoverer answers.
 	telemetry.InstrumentRouter(tel, r.Router)
 	r.Use(recoverer(tel))
+	r.Use(rateLimit(tel, d.RateLimit))
 	addRoutes(r.Router, d)
 	return requestID(withSwitches(d.Switches, r))
 }
