@@ -107,6 +107,9 @@ func handleMethodNotAllowed(tel *telemetry.Telemetry, router *mux.Router) http.H
 			}
 			return nil
 		})
+		if slices.Contains(allow, http.MethodGet) && !slices.Contains(allow, http.MethodHead) {
+			allow = append(allow, http.MethodHead) // headAsGet
+		}
 		slices.Sort(allow)
 		w.Header().Set("Allow", strings.Join(allow, ", "))
 		writeError(w, r, tel, shop.Errorf(shop.EMETHOD, "Method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
@@ -116,4 +119,37 @@ func handleMethodNotAllowed(tel *telemetry.Telemetry, router *mux.Router) http.H
 func matchPath(re, path string) bool {
 	m, err := regexp.MatchString(re, path)
 	return err == nil && m
+}
+
+// handleAllowOnly answers every method with 405 and Allow: methods. It
+// stands after a path's own routes, so that the path is not taken by a
+// pattern route below it (GET /orders/checkout is not the orders of user
+// "checkout").
+func handleAllowOnly(tel *telemetry.Telemetry, methods ...string) http.Handler {
+	allow := strings.Join(methods, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, r, tel, shop.Errorf(shop.EMETHOD, "Method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
+	})
+}
+
+// headAsGet serves a HEAD request that no route takes as HEAD as the GET of
+// the same URL (RFC 9110 9.3.2: HEAD wherever GET works). net/http
+// discards the body written to a HEAD request, and the answer's headers
+// are GET's. The routes, metrics and access log see method GET.
+func headAsGet(router *mux.Router, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			var m mux.RouteMatch
+			if !router.Match(r, &m) || m.MatchErr != nil {
+				get := r.WithContext(r.Context())
+				get.Method = http.MethodGet
+				var gm mux.RouteMatch
+				if router.Match(get, &gm) && gm.MatchErr == nil {
+					r = get
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }

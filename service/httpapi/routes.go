@@ -21,6 +21,7 @@ func addRoutes(r *mux.Router, d Deps) {
 	r.Handle("/users", handleCreateUser(tel, d.Users, cfg.MaxBodyBytes)).Methods("POST")
 
 	r.Handle("/orders/checkout", handleCheckout(tel, d.Orders, cfg.MaxBodyBytes)).Methods("POST")
+	r.Handle("/orders/checkout", handleAllowOnly(tel, "POST")) // not GET /orders/{userId} with userId "checkout"
 	r.Handle("/orders/{userId}", handleOrdersByUser(tel, d.Orders, cfg.DefaultOrderLimit, cfg.MaxOrderLimit)).Methods("GET")
 
 	// /admin/*: requireAdmin asks every route of this subrouter for the

@@ -148,5 +148,5 @@ func NewServer(d Deps) http.Handler {
 	r.Use(recoverer(tel))
 	r.Use(rateLimit(tel, d.RateLimit))
 	addRoutes(r.Router, d)
-	return requestID(withSwitches(d.Switches, r))
+	return requestID(withSwitches(d.Switches, headAsGet(r.Router, r)))
 }
