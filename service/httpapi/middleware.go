@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -90,19 +89,17 @@ func handleMethodNotAllowed(tel *telemetry.Telemetry, router *mux.Router) http.H
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var allow []string
 		_ = router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
-			re, err := route.GetPathRegexp()
-			if err != nil {
-				return nil
-			}
 			methods, err := route.GetMethods()
 			if err != nil {
 				return nil
 			}
-			if matchPath(re, r.URL.Path) {
-				for _, m := range methods {
-					if !slices.Contains(allow, m) {
-						allow = append(allow, m)
-					}
+			for _, m := range methods {
+				// The route's every matcher (path, notPath...) with its
+				// own method.
+				as := r.WithContext(r.Context())
+				as.Method = m
+				if route.Match(as, &mux.RouteMatch{}) && !slices.Contains(allow, m) {
+					allow = append(allow, m)
 				}
 			}
 			return nil
@@ -116,21 +113,11 @@ func handleMethodNotAllowed(tel *telemetry.Telemetry, router *mux.Router) http.H
 	})
 }
 
-func matchPath(re, path string) bool {
-	m, err := regexp.MatchString(re, path)
-	return err == nil && m
-}
-
-// handleAllowOnly answers every method with 405 and Allow: methods. It
-// stands after a path's own routes, so that the path is not taken by a
-// pattern route below it (GET /orders/checkout is not the orders of user
-// "checkout").
-func handleAllowOnly(tel *telemetry.Telemetry, methods ...string) http.Handler {
-	allow := strings.Join(methods, ", ")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", allow)
-		writeError(w, r, tel, shop.Errorf(shop.EMETHOD, "Method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
-	})
+// notPath is a route matcher that refuses path, so that a fixed path
+// (/orders/checkout) is not taken by a pattern route beside it
+// (/orders/{userId}): its other methods answer 405.
+func notPath(path string) mux.MatcherFunc {
+	return func(r *http.Request, _ *mux.RouteMatch) bool { return r.URL.Path != path }
 }
 
 // headAsGet serves a HEAD request that no route takes as HEAD as the GET of
