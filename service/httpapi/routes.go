@@ -20,8 +20,11 @@ func addRoutes(r *mux.Router, d Deps) {
 
 	r.Handle("/users", handleCreateUser(tel, d.Users, cfg.MaxBodyBytes)).Methods("POST")
 
+	// Before /orders/checkout, which notPath leaves to it: mux answers 405
+	// (Allow: POST) only when the last route the path matched failed on
+	// its method (gorilla/mux 1.8.1's Route.Match).
+	r.Handle("/orders/{userId}", handleOrdersByUser(tel, d.Orders, cfg.DefaultOrderLimit, cfg.MaxOrderLimit)).Methods("GET").MatcherFunc(notPath("/orders/checkout"))
 	r.Handle("/orders/checkout", handleCheckout(tel, d.Orders, cfg.MaxBodyBytes)).Methods("POST")
-	r.Handle("/orders/{userId}", handleOrdersByUser(tel, d.Orders, cfg.DefaultOrderLimit, cfg.MaxOrderLimit)).Methods("GET")
 
 	// /admin/*: requireAdmin asks every route of this subrouter for the
 	// admin token (when one is set). An unknown /admin path or a wrong

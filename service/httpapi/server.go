@@ -155,6 +155,9 @@ type Deps struct {
 	// with 503 + Retry-After and report downloads ended, so that the
 	// shutdown waits only for short requests.
 	Stopping context.Context
+	// RateLimit is the per-client rate limit of every route but /health
+	// and /ready; a nil RateLimit.Limiter turns it off.
+	RateLimit RateLimit
 }
 
 // NewServer builds the HTTP handler: a traced gorilla/mux router with every
@@ -170,6 +173,7 @@ func NewServer(d Deps) http.Handler {
 	// the 500 that recoverer answers.
 	telemetry.InstrumentRouter(tel, r.Router)
 	r.Use(recoverer(tel))
+	r.Use(rateLimit(tel, d.RateLimit))
 	addRoutes(r.Router, d)
-	return requestID(withStopping(d.Stopping, withSwitches(d.Switches, r)))
+	return requestID(withStopping(d.Stopping, withSwitches(d.Switches, headAsGet(r.Router, r))))
 }

@@ -13,6 +13,10 @@ const (
 	// MetricHTTPRequestDuration is the distribution of HTTP request durations in
 	// milliseconds. Tags: route, method, status_class.
 	MetricHTTPRequestDuration = "http.request.duration"
+	// MetricHTTPRateLimited counts requests refused with 429 by the
+	// per-client rate limit. Tags: route, client_kind (token: keyed by the
+	// bearer credential's hash; addr: by the client address).
+	MetricHTTPRateLimited = "http.rate_limited"
 
 	// MetricDBQueryDuration is the distribution of statement durations in
 	// milliseconds. Tags: query, outcome.

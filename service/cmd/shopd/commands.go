@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sethvargo/go-limiter/memorystore"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -114,10 +115,15 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	rl, closeLimiter, err := openRateLimit(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeLimiter()
 	// ctx, done at SIGTERM, is the handler's Stopping: imports and
 	// downloads in flight are cut at once, while serveHTTP lets the short
 	// requests finish.
-	serveErr := serveHTTP(ctx, cfg, log, newHandler(ctx, cfg, tel, st))
+	serveErr := serveHTTP(ctx, cfg, log, newHandler(ctx, cfg, tel, st, rl))
 
 	stopBG()
 	done := make(chan struct{})
@@ -234,7 +240,7 @@ func startBackground(ctx context.Context, cfg config, st *stores, tel *telemetry
 
 // newHandler builds the HTTP API on the stores; stopping is done when the
 // server begins to shut down.
-func newHandler(stopping context.Context, cfg config, tel *telemetry.Telemetry, st *stores) http.Handler {
+func newHandler(stopping context.Context, cfg config, tel *telemetry.Telemetry, st *stores, rl httpapi.RateLimit) http.Handler {
 	return httpapi.NewServer(httpapi.Deps{
 		Config: httpapi.Config{
 			MaxBodyBytes:           cfg.MaxBodyBytes,
@@ -259,7 +265,34 @@ func newHandler(stopping context.Context, cfg config, tel *telemetry.Telemetry, 
 		Users:     st.db,
 		DB:        st.db,
 		Switches:  st.switches,
+		RateLimit: rl,
 	})
+}
+
+// openRateLimit builds the per-client rate limit (RATE_LIMIT*): a
+// go-limiter memory store, one budget per client, whose sweeper drops
+// clients idle for two windows. close stops the sweeper. With the limit
+// off it returns a RateLimit without a limiter, and warns in production.
+func openRateLimit(cfg config, log *zap.Logger) (httpapi.RateLimit, func(), error) {
+	if !cfg.rateLimited() {
+		if cfg.production() {
+			log.Warn("RATE_LIMIT=off: no per-client rate limit in production")
+		}
+		return httpapi.RateLimit{}, func() {}, nil
+	}
+	store, err := memorystore.New(&memorystore.Config{
+		Tokens:        uint64(cfg.RateLimitRequests),
+		Interval:      cfg.RateLimitWindow,
+		SweepInterval: max(cfg.RateLimitWindow, time.Minute),
+		SweepMinTTL:   2 * cfg.RateLimitWindow,
+	})
+	if err != nil {
+		return httpapi.RateLimit{}, nil, fmt.Errorf("rate limit: %w", err)
+	}
+	log.Info("per-client rate limit on", zap.Int64("requests", cfg.RateLimitRequests),
+		zap.Duration("window", cfg.RateLimitWindow), zap.String("trusted_proxies", string(cfg.TrustedProxies)))
+	rl := httpapi.RateLimit{Limiter: store, Window: cfg.RateLimitWindow, TrustedProxies: cfg.TrustedProxies.prefixes()}
+	return rl, func() { _ = store.Close(context.Background()) }, nil
 }
 
 // serveHTTP listens on cfg.Addr and serves handler until ctx ends, then

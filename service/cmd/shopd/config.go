@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"reflect"
 	"runtime"
 	"strconv"
@@ -34,6 +35,7 @@ type vars struct {
 	DatabaseVars   `desc:"Database"`
 	CheckoutVars   `desc:"Checkout and search"`
 	APIVars        `desc:"API limits"`
+	RateLimitVars  `desc:"Rate limit (per client)"`
 	ReportsVars    `desc:"Reports"`
 	ImportsVars    `desc:"Imports"`
 	MailVars       `desc:"Order-confirmation mail"`
@@ -79,6 +81,14 @@ type APIVars struct {
 	ImportProgressRows     int64 `env:"IMPORT_PROGRESS_ROWS" min:"1" desc:"an import logs import progress every so many rows"`
 	ProductsV1DeprecatedAt date  `env:"PRODUCTS_V1_DEPRECATED_AT" desc:"date (or RFC 3339 time) of v1's deprecation: its Deprecation header"`
 	ProductsV1Sunset       date  `env:"PRODUCTS_V1_SUNSET" desc:"date (or RFC 3339 time) of v1's Sunset header, not before PRODUCTS_V1_DEPRECATED_AT; from then on v1 requires a description like v2 (move it to postpone, no release needed)"`
+}
+
+// RateLimitVars configure the per-client rate limit (docs/security.md).
+type RateLimitVars struct {
+	RateLimit         rateLimitMode `env:"RATE_LIMIT" desc:"per-client rate limit of every route but /health and /ready: on, off, or auto (on when APP_ENV is production). Beyond it, 429 + Retry-After; every limited answer carries the RateLimit and RateLimit-Policy fields (draft-ietf-httpapi-ratelimit-headers-10)"`
+	RateLimitRequests int64         `env:"RATE_LIMIT_REQUESTS" min:"1" desc:"requests one client may make per RATE_LIMIT_WINDOW; a client is a bearer credential (by its hash) when the request presents one, else an address (an IPv6 /64)"`
+	RateLimitWindow   time.Duration `env:"RATE_LIMIT_WINDOW" desc:"the window of RATE_LIMIT_REQUESTS (positive); a client's budget is refilled whole at the end of each"`
+	TrustedProxies    prefixList    `env:"TRUSTED_PROXIES" unset:"none: X-Forwarded-For is ignored" desc:"comma-separated addresses or CIDR prefixes of the reverse proxies in front of shopd; only from them is X-Forwarded-For believed (its right-most address that is not a proxy is the client)"`
 }
 
 // ReportsVars configure the reports' own pool and their admission.
@@ -167,6 +177,12 @@ type config struct {
 // production reports whether APP_ENV says the service runs in production.
 func (c config) production() bool { return c.AppEnv == "production" }
 
+// rateLimited reports whether the per-client rate limit is on: RATE_LIMIT
+// on, or auto in production.
+func (c config) rateLimited() bool {
+	return c.RateLimit == rateLimitOn || (c.RateLimit == rateLimitAuto && c.production())
+}
+
 // defaultDatabaseURL is the database `make run` prepares when no
 // DATABASE_URL is set (scripts/run.sh asks `shopd config DATABASE_URL`), so
 // that `make run` and a bare `shopd outbox status` read the same database.
@@ -209,6 +225,11 @@ func defaultVars() vars {
 			ImportProgressRows:     int64(api.ImportProgressRows),
 			ProductsV1DeprecatedAt: date{api.ProductsV1DeprecatedAt},
 			ProductsV1Sunset:       date{api.ProductsV1Sunset},
+		},
+		RateLimitVars: RateLimitVars{
+			RateLimit:         rateLimitAuto,
+			RateLimitRequests: 600,
+			RateLimitWindow:   time.Minute,
 		},
 		ReportsVars: ReportsVars{
 			ReportsMaxConns:         3,
@@ -280,6 +301,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if v.ProductsV1Sunset.Before(v.ProductsV1DeprecatedAt.Time) {
 		errs = append(errs, errors.New("PRODUCTS_V1_SUNSET must not be before PRODUCTS_V1_DEPRECATED_AT"))
+	}
+	if v.RateLimitWindow <= 0 {
+		errs = append(errs, errors.New("RATE_LIMIT_WINDOW must be positive"))
 	}
 	if v.ReportsMaxDuration <= 0 {
 		errs = append(errs, errors.New("REPORTS_MAX_DURATION must be positive"))
@@ -619,4 +643,63 @@ func (switchList) namesOf(v string) []string {
 		}
 	}
 	return out
+}
+
+// rateLimitMode is RATE_LIMIT: on, off or auto.
+type rateLimitMode string
+
+const (
+	rateLimitOn   rateLimitMode = "on"
+	rateLimitOff  rateLimitMode = "off"
+	rateLimitAuto rateLimitMode = "auto"
+)
+
+// EnvDecode implements envconfig.Decoder.
+func (m *rateLimitMode) EnvDecode(v string) error {
+	switch v = strings.ToLower(v); v {
+	case "":
+		return nil
+	case string(rateLimitOn), string(rateLimitOff), string(rateLimitAuto):
+		*m = rateLimitMode(v)
+		return nil
+	}
+	return errors.New("must be on, off or auto")
+}
+
+// prefixList is a comma-separated list of addresses or CIDR prefixes.
+type prefixList string
+
+// EnvDecode implements envconfig.Decoder.
+func (l *prefixList) EnvDecode(v string) error {
+	if _, err := parsePrefixes(v); err != nil {
+		return err
+	}
+	*l = prefixList(v)
+	return nil
+}
+
+// prefixes returns the list's prefixes (an address is its own /32 or /128).
+func (l prefixList) prefixes() []netip.Prefix {
+	p, _ := parsePrefixes(string(l))
+	return p
+}
+
+func parsePrefixes(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(item); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("has %q, which is neither an address nor a CIDR prefix", item)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
