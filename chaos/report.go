@@ -79,6 +79,7 @@ type Report struct {
 	Monitors   []moncheck.Result `json:"monitors"`
 	Diagnoses  []Diagnosis       `json:"diagnoses"`
 	Invariants []Invariant       `json:"invariants"`
+	Recovery   *Recovery         `json:"recovery,omitempty"`
 	Notes      []string          `json:"notes,omitempty"`
 	Failures   []string          `json:"failures"`
 	OK         bool              `json:"ok"`
@@ -173,7 +174,7 @@ func (r *Report) judge(mons []moncheck.Monitor, results []moncheck.Result, x *Ex
 		bad := map[string]int{}
 		for _, pr := range r.Requests {
 			for k, codes := range pr.ByKind {
-				if !strings.HasPrefix(k, load+"/") {
+				if k != load && !strings.HasPrefix(k, load+"/") { // a load, or one kind of it
 					continue
 				}
 				for code, n := range codes {
@@ -224,6 +225,14 @@ func (r *Report) diagnose(root string, mons []moncheck.Monitor, x *Expectations,
 			if expected {
 				dg.Want = d.Tag + ":" + d.Value
 				dg.OK = err == nil && len(dg.Top) > 0 && slices.Contains(strings.Split(strings.SplitN(dg.Top[0], " = ", 2)[0], ","), dg.Want)
+				if d.Min != nil {
+					dg.Want += fmt.Sprintf(" >= %g", *d.Min)
+					var v float64
+					if dg.OK {
+						_, err := fmt.Sscan(strings.SplitN(dg.Top[0], " = ", 2)[1], &v)
+						dg.OK = err == nil && v >= *d.Min
+					}
+				}
 				if !dg.OK {
 					r.Failures = append(r.Failures, fmt.Sprintf("diagnosis of %s: %s's first query %s: top group %v, want %s", id, dg.Runbook, q, first(dg.Top), dg.Want))
 				}
@@ -420,6 +429,14 @@ func (r *Report) PrintTimeline(w io.Writer) {
 				verdict = "MISSED"
 			}
 			fmt.Fprintf(w, "    expected top group %s: %s\n", d.Want, verdict)
+		}
+	}
+	if rv := r.Recovery; rv != nil {
+		fmt.Fprintln(w, "\nRECOVERY")
+		if rv.FirstOKS == 0 {
+			fmt.Fprintf(w, "  healed at +%.1fs; no 2xx of %s/%s since\n", rv.HealS, rv.Load, rv.Kind)
+		} else {
+			fmt.Fprintf(w, "  healed at +%.1fs; first 2xx of %s/%s at +%.3fs: recovered in %.3f s (bound %g s)\n", rv.HealS, rv.Load, rv.Kind, rv.FirstOKS, rv.Seconds, rv.WithinS)
 		}
 	}
 	fmt.Fprintln(w, "\nINVARIANTS")
