@@ -89,7 +89,11 @@ type Fault struct {
 // Scenarios returns every declared scenario, in the order `make chaos`
 // lists them.
 func Scenarios() []*Scenario {
-	return []*Scenario{lockHolder(), poolExhaustion(), badClients(), reportStorm()}
+	return []*Scenario{lockHolder(), poolExhaustion(), badClients(), reportStorm(),
+		dbLatency(),
+		dbResets(),
+		dbDown(),
+	}
 }
 
 // Find returns the scenario named name, or nil.
