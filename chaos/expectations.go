@@ -31,8 +31,8 @@ type Expectations struct {
 	// acknowledged), "one-mail-per-order" (the sink accepted one mail per
 	// order).
 	Invariants []string `json:"invariants"`
-	// Status restricts the answers of a load (by Load.Name) to status
-	// classes: "2xx", "3xx", "4xx", "5xx", "0xx" (transport errors).
+	// Status restricts the answers of a load (by Load.Name, or
+	// "load/kind" for one kind of it) to status classes: "2xx", "3xx", "4xx", "5xx", "0xx" (transport errors).
 	Status map[string][]string `json:"status,omitempty"`
 	// Diagnosis: the first query of the runbook of each monitor named
 	// here, evaluated over the fault phase, must have as its top group one
@@ -50,6 +50,29 @@ type Expectations struct {
 	// budget), "invariant". Not checked by the run; chaos/incidents.json
 	// and its test keep them true.
 	CaughtBy map[string]string `json:"caught_by,omitempty"`
+	// Bounds, per load (by Load.Name, or "load/kind" for one kind of it):
+	// every answer within MaxMs (never a hang) and, with RetryAfter, every
+	// 5xx a 503 carrying a Retry-After header (a failure the client may
+	// retry, never a 500).
+	Bounds map[string]Bound `json:"bounds,omitempty"`
+	// Recovery, when set, is measured: the time from the heal to the first
+	// 2xx answer of Load/Kind completed after it (the run's JSON has it as
+	// recovery); it must be within WithinS seconds.
+	Recovery *RecoveryExpectation `json:"recovery,omitempty"`
+}
+
+// Bound is how a load's answers must be bounded.
+type Bound struct {
+	MaxMs      float64 `json:"max_ms"`
+	RetryAfter bool    `json:"retry_after"`
+}
+
+// RecoveryExpectation names the answers that say the service is back
+// (e.g. load "buyers", kind "checkout") and how soon they must come.
+type RecoveryExpectation struct {
+	Load    string  `json:"load"`
+	Kind    string  `json:"kind"`
+	WithinS float64 `json:"within_s"`
 }
 
 // Signature bounds one figure of one phase. Query is a metric query over
@@ -86,6 +109,9 @@ type DiagnosisExpectation struct {
 	Monitor string `json:"monitor"`
 	Tag     string `json:"tag"`
 	Value   string `json:"value"`
+	// Min, when set, is the least value the top group must reach (its
+	// sum, or its highest point): e.g. a round trip of at least 150 ms.
+	Min *float64 `json:"min,omitempty"`
 }
 
 // Invariant names.

@@ -87,6 +87,7 @@ type Report struct {
 	Signatures []SignatureResult `json:"signatures,omitempty"`
 	// CaughtBy is what catches the fault (from the expectations).
 	CaughtBy map[string]string `json:"caught_by,omitempty"`
+	Recovery *Recovery         `json:"recovery,omitempty"`
 	Notes    []string          `json:"notes,omitempty"`
 	Failures []string          `json:"failures"`
 	OK       bool              `json:"ok"`
@@ -181,7 +182,7 @@ func (r *Report) judge(mons []moncheck.Monitor, results []moncheck.Result, x *Ex
 		bad := map[string]int{}
 		for _, pr := range r.Requests {
 			for k, codes := range pr.ByKind {
-				if !strings.HasPrefix(k, load+"/") {
+				if k != load && !strings.HasPrefix(k, load+"/") { // a load, or one kind of it
 					continue
 				}
 				for code, n := range codes {
@@ -232,6 +233,14 @@ func (r *Report) diagnose(root string, mons []moncheck.Monitor, x *Expectations,
 			if expected {
 				dg.Want = d.Tag + ":" + d.Value
 				dg.OK = err == nil && len(dg.Top) > 0 && slices.Contains(strings.Split(strings.SplitN(dg.Top[0], " = ", 2)[0], ","), dg.Want)
+				if d.Min != nil {
+					dg.Want += fmt.Sprintf(" >= %g", *d.Min)
+					var v float64
+					if dg.OK {
+						_, err := fmt.Sscan(strings.SplitN(dg.Top[0], " = ", 2)[1], &v)
+						dg.OK = err == nil && v >= *d.Min
+					}
+				}
 				if !dg.OK {
 					r.Failures = append(r.Failures, fmt.Sprintf("diagnosis of %s: %s's first query %s: top group %v, want %s", id, dg.Runbook, q, first(dg.Top), dg.Want))
 				}
@@ -446,6 +455,14 @@ func (r *Report) PrintTimeline(w io.Writer) {
 			v = "MISSED"
 		}
 		fmt.Fprintf(w, "  %-8s %-6s %-40s %s (want %s)\n", sg.Phase, v, sg.Label, sg.Value, sg.Want)
+	}
+	if rv := r.Recovery; rv != nil {
+		fmt.Fprintln(w, "\nRECOVERY")
+		if rv.FirstOKS == 0 {
+			fmt.Fprintf(w, "  healed at +%.1fs; no 2xx of %s/%s since\n", rv.HealS, rv.Load, rv.Kind)
+		} else {
+			fmt.Fprintf(w, "  healed at +%.1fs; first 2xx of %s/%s at +%.3fs: recovered in %.3f s (bound %g s)\n", rv.HealS, rv.Load, rv.Kind, rv.FirstOKS, rv.Seconds, rv.WithinS)
+		}
 	}
 	fmt.Fprintln(w, "\nINVARIANTS")
 	for _, inv := range r.Invariants {

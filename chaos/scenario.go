@@ -107,6 +107,9 @@ func Scenarios() []*Scenario {
 		switchRawErrors(),
 		switchRowByRowImport(),
 		switchReportInProcess(),
+		dbLatency(),
+		dbResets(),
+		dbDown(),
 	}
 }
 

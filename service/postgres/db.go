@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -188,6 +189,11 @@ func wrapErr(err error) *shop.Error {
 	case errors.As(err, &ce), errors.As(err, &ne), pgconn.Timeout(err) && !errors.Is(err, context.Canceled):
 		return unavailable(err)
 	case err.Error() == "closed pool":
+		return unavailable(err)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, pgconn.ErrConnClosed):
+		// The connection went away mid-statement (reset, server gone):
+		// the database is unreachable, not a bug. A write whose commit was
+		// sent is in doubt; the client retries with its idempotency key.
 		return unavailable(err)
 	}
 	return shop.Internal(err)
