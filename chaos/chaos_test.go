@@ -2,71 +2,171 @@ package chaos
 
 import (
 	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/shoplab/shoplab/internal/benchkit"
 )
 
-// buildShopd builds the real shopd into a temporary directory.
-func buildShopd(t *testing.T, root string) string {
+var chaosParallel = flag.Int("chaos.parallel", 2,
+	"how many scenarios TestScenarios and TestFaultOffFails run at once (a scenario marked Alone runs by itself)")
+
+// suite is what this test binary's runs share, made by the first test that
+// needs it: shopd built once, the migrated and seeded template database the
+// runs clone, and the slots that bound how many run at once.
+type suite struct {
+	bin   string
+	tmpl  *Template
+	slots *semaphore.Weighted
+	n     int64
+}
+
+var shared struct {
+	once sync.Once
+	s    *suite
+	dir  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if shared.s != nil && shared.s.tmpl != nil {
+		shared.s.tmpl.Drop()
+	}
+	if shared.dir != "" {
+		_ = os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// setup returns the suite, building shopd and the template on first use.
+func setup(t *testing.T) *suite {
 	t.Helper()
+	shared.once.Do(func() {
+		n := int64(max(*chaosParallel, 1))
+		s := &suite{slots: semaphore.NewWeighted(n), n: n}
+		if shared.dir, shared.err = os.MkdirTemp("", "chaos-test-"); shared.err != nil {
+			return
+		}
+		if s.bin, shared.err = buildShopd(RepoRoot(), shared.dir); shared.err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if s.tmpl, shared.err = NewTemplate(ctx, benchkit.DefaultServer()); shared.err != nil {
+			return
+		}
+		shared.s = s
+	})
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.s
+}
+
+// buildShopd builds the real shopd into dir.
+func buildShopd(root, dir string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	bin := filepath.Join(t.TempDir(), "shopd")
+	bin := filepath.Join(dir, "shopd")
 	cmd := exec.Command(goBin, "build", "-o", bin, "./service/cmd/shopd")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build shopd: %v\n%s", err, out)
+		return "", fmt.Errorf("go build shopd: %v\n%s", err, out)
 	}
-	return bin
+	return bin, nil
+}
+
+// run runs sc in compressed time once a slot is free (all of them when sc
+// is Alone), on a clone of the template; the 2-minute bound starts then.
+func (s *suite) run(t *testing.T, sc *Scenario, noFault bool, log io.Writer) (*Report, error) {
+	t.Helper()
+	weight := int64(1)
+	if sc.Alone {
+		weight = s.n
+	}
+	if err := s.slots.Acquire(t.Context(), weight); err != nil {
+		return nil, err
+	}
+	defer s.slots.Release(weight)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	return Run(ctx, sc, Options{Shopd: s.bin, Server: benchkit.DefaultServer(), Factor: Factor, Root: RepoRoot(),
+		NoFault: noFault, Log: log, Template: s.tmpl})
 }
 
 // TestScenarios runs every declared scenario in compressed time (Factor)
 // and asserts its expectations; the timeline goes to the test log and the
-// results to a temporary directory. Scenarios run one after the other: the
-// machine's two cores are the scale.
+// results to a temporary directory. Scenarios run -chaos.parallel at once
+// (2: the machine's two cores are the scale), longest first, those marked
+// Alone first and by themselves.
 func TestScenarios(t *testing.T) {
-	root := RepoRoot()
-	bin := buildShopd(t, root)
+	t.Parallel()
+	s := setup(t)
 	out := t.TempDir()
-	for _, sc := range Scenarios() {
-		t.Run(sc.Name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			var log strings.Builder
-			rep, err := Run(ctx, sc, Options{Shopd: bin, Server: benchkit.DefaultServer(), Factor: Factor, Root: root, Log: &log})
-			if err != nil {
-				t.Fatalf("%v\n%s", err, log.String())
+	order := Scenarios()
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := order[i], order[j]
+		if a.Alone != b.Alone {
+			return a.Alone
+		}
+		return a.Compressed.Total() > b.Compressed.Total()
+	})
+	work := make(chan *Scenario)
+	var wg sync.WaitGroup
+	for range s.n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for sc := range work {
+				t.Run(sc.Name, func(t *testing.T) {
+					var log strings.Builder
+					rep, err := s.run(t, sc, false, &log)
+					if err != nil {
+						t.Fatalf("%v\n%s", err, log.String())
+					}
+					var tl strings.Builder
+					rep.PrintTimeline(&tl)
+					t.Log(log.String() + tl.String())
+					if _, _, err := rep.Write(out); err != nil {
+						t.Fatal(err)
+					}
+					for _, f := range rep.Failures {
+						t.Errorf("missed: %s", f)
+					}
+				})
 			}
-			var tl strings.Builder
-			rep.PrintTimeline(&tl)
-			t.Log(log.String() + tl.String())
-			if _, _, err := rep.Write(out); err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range rep.Failures {
-				t.Errorf("missed: %s", f)
-			}
-		})
+		}()
 	}
+	for _, sc := range order {
+		work <- sc
+	}
+	close(work)
+	wg.Wait()
 }
 
 // TestFaultOffFails proves the checks can fail: lock-holder with its fault
 // switched off must miss its expectations, naming the monitor that did not
 // fire and the diagnosis that found nothing.
 func TestFaultOffFails(t *testing.T) {
-	root := RepoRoot()
-	bin := buildShopd(t, root)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	rep, err := Run(ctx, Find("lock-holder"), Options{Shopd: bin, Server: benchkit.DefaultServer(), Factor: Factor, Root: root, NoFault: true})
+	t.Parallel()
+	s := setup(t)
+	rep, err := s.run(t, Find("lock-holder"), true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,10 @@ type Options struct {
 	NoFault bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// Template, when set, is a migrated and seeded database on Server
+	// (NewTemplate) that the run clones instead of migrating and seeding
+	// a database of its own.
+	Template *Template
 }
 
 // Run runs sc once: a fresh stack, the three phases with load and fault,
@@ -81,19 +85,43 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 		return nil, err
 	}
 
+	var rep *Report
+	var steps []Step
+	mark := time.Now()
+	step := func(name string) {
+		steps = append(steps, Step{Name: name, Seconds: time.Since(mark).Seconds()})
+		mark = time.Now()
+	}
 	e := &Env{Scenario: sc, Phases: phases, Factor: opt.Factor, bin: bin, logDir: newLogDir(sc.Name)}
-	defer e.close()
+	defer func() {
+		mark = time.Now()
+		e.close()
+		step("shutdown")
+		if rep != nil {
+			rep.Steps = steps
+		}
+		logf("%s: wall time %s", sc.Name, stepsString(steps))
+	}()
 	// benchkit's labels have at most 21 characters (PostgreSQL's 63 for
 	// the whole name); the random suffix keeps truncated ones apart.
 	label := "chaos_" + strings.ReplaceAll(sc.Name, "-", "_")
 	label = strings.TrimRight(label[:min(len(label), 21)], "_")
-	if e.DB, err = benchkit.CreateDatabase(ctx, opt.Server, label); err != nil {
+	if opt.Template != nil {
+		e.DB, e.Fixture, err = opt.Template.clone(ctx, opt.Server, label)
+	} else {
+		e.DB, err = benchkit.CreateDatabase(ctx, opt.Server, label)
+	}
+	if err != nil {
 		return nil, err
 	}
 	e.closes = append(e.closes, e.DB.Drop)
-	if e.Fixture, err = moncheck.Seed(ctx, e.DB.URL); err != nil {
-		return nil, fmt.Errorf("chaos: seed: %w", err)
+	step("database")
+	if e.Fixture == nil {
+		if e.Fixture, err = moncheck.Seed(ctx, e.DB.URL); err != nil {
+			return nil, fmt.Errorf("chaos: seed: %w", err)
+		}
 	}
+	step("seed")
 	if e.Sink, err = moncheck.StartSMTPSink(); err != nil {
 		return nil, err
 	}
@@ -119,9 +147,11 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 			return nil, fmt.Errorf("chaos: %s: setup: %w", sc.Name, err)
 		}
 	}
+	step("setup")
 	if _, err := e.StartShopd(ctx); err != nil {
 		return nil, err
 	}
+	step("shopd start")
 	logf("%s: database %s, shopd %s (log %s), phases %s / %s / %s, factor %g",
 		sc.Name, e.DB.Name, e.URL(), e.logDir, phases.Healthy, phases.Fault, phases.Recovery, opt.Factor)
 	before, err := snapshot(ctx, e)
@@ -129,7 +159,8 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 		return nil, err
 	}
 
-	rep := &Report{Scenario: sc.Name, Incident: sc.Incident, Summary: sc.Summary, Factor: opt.Factor, NoFault: opt.NoFault}
+	step("snapshot")
+	rep = &Report{Scenario: sc.Name, Incident: sc.Incident, Summary: sc.Summary, Factor: opt.Factor, NoFault: opt.NoFault}
 	rec := &recorder{}
 	start := time.Now()
 	rep.Start = start
@@ -199,6 +230,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	}
 	rep.LoadEnd = time.Now()
 	peak()
+	step("phases")
 
 	// Settle: the relay sends what it owes, then every shopd stops (which
 	// flushes its DogStatsD client) and the last packets arrive.
@@ -213,6 +245,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	rep.End = time.Now()
+	step("settle")
 	samples := e.Recorder.Samples()
 	rep.Samples = len(samples)
 	rep.Mails = e.Sink.Count()
@@ -253,7 +286,27 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 		}
 	}
 	rep.OK = len(rep.Failures) == 0
+	step("checks")
 	return rep, nil
+}
+
+// Step is one step of a run and its wall time: database, seed, setup,
+// shopd start, snapshot, phases, settle (mails, shopd stop), checks
+// (invariants, monitor evaluation, diagnosis), shutdown.
+type Step struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"s"`
+}
+
+func stepsString(steps []Step) string {
+	var b strings.Builder
+	total := 0.0
+	for _, s := range steps {
+		total += s.Seconds
+		fmt.Fprintf(&b, "%s %.1fs, ", s.Name, s.Seconds)
+	}
+	fmt.Fprintf(&b, "total %.1fs", total)
+	return b.String()
 }
 
 func sleepUntil(ctx context.Context, t time.Time) {

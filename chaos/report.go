@@ -92,6 +92,10 @@ type Report struct {
 	Failures []string          `json:"failures"`
 	OK       bool              `json:"ok"`
 
+	// Steps are the run's wall time per step (Run's setup, phases,
+	// settle, checks and shutdown).
+	Steps []Step `json:"steps,omitempty"`
+
 	series []chart
 }
 

@@ -63,6 +63,12 @@ type Scenario struct {
 	// Fault is injected at the start of the fault phase and healed at its
 	// end. A scenario whose fault is its FaultLoad leaves it empty.
 	Fault Fault
+
+	// Alone makes go test run the scenario with no other beside it
+	// (TestScenarios runs -chaos.parallel at once): its expectations
+	// measure a quietness, a latency, that a neighbour's load on the
+	// shared cores would disturb.
+	Alone bool
 }
 
 // Phases are the durations of a scenario's three phases.

@@ -254,6 +254,49 @@ func TestCreateDatabase(t *testing.T) {
 	})
 }
 
+func TestCloneDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	tmpl, err := CreateDatabase(ctx, DefaultServer(), "kit_tmpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tmpl.Drop)
+	c, err := pgx.Connect(ctx, tmpl.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Exec(ctx, `INSERT INTO products (name, description, price, inventory) VALUES ('cloned', 'from the template', 1, 7)`)
+	c.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := CloneDatabase(ctx, DefaultServer(), "kit_clone", tmpl.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Drop)
+	if !strings.HasPrefix(db.Name, "shoplab_bench_kit_clone_") {
+		t.Errorf("name %q", db.Name)
+	}
+	c, err = pgx.Connect(ctx, db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inventory int
+	err = c.QueryRow(ctx, `SELECT inventory FROM products WHERE name = 'cloned'`).Scan(&inventory)
+	c.Close(ctx)
+	if err != nil || inventory != 7 {
+		t.Errorf("the clone's product: inventory %d, %v; want the template's 7", inventory, err)
+	}
+	if _, err := CloneDatabase(ctx, DefaultServer(), "kit_clone", ""); err == nil {
+		t.Error("no error for a clone without a template")
+	}
+	if _, err := CloneDatabase(ctx, DefaultServer(), "kit_clone", "shoplab_bench_no_such_template"); err == nil {
+		t.Error("no error for a template that does not exist")
+	}
+}
+
 func exists(t *testing.T, name string) bool {
 	t.Helper()
 	ctx := t.Context()

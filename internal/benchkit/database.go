@@ -84,6 +84,21 @@ var labelRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,20}$`)
 // created drops it again. label is lower case letters, digits and _.
 // Errors name the server with Redact.
 func CreateDatabase(ctx context.Context, serverURL, label string) (*Database, error) {
+	return createDatabase(ctx, serverURL, label, "")
+}
+
+// CloneDatabase is CreateDatabase from a copy of template, a database on
+// the same server that nobody is connected to (CREATE DATABASE ...
+// TEMPLATE: files are copied, nothing is migrated): a migrated and seeded
+// database made once and cloned for each run of a series.
+func CloneDatabase(ctx context.Context, serverURL, label, template string) (*Database, error) {
+	if template == "" {
+		return nil, errors.New("clone database: no template")
+	}
+	return createDatabase(ctx, serverURL, label, template)
+}
+
+func createDatabase(ctx context.Context, serverURL, label, template string) (*Database, error) {
 	if !labelRE.MatchString(label) {
 		return nil, fmt.Errorf("database label %q: want lower case letters, digits and _", label)
 	}
@@ -99,11 +114,18 @@ func CreateDatabase(ctx context.Context, serverURL, label string) (*Database, er
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	d := &Database{Name: "shoplab_bench_" + label + "_" + hex.EncodeToString(b[:]), server: serverURL}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{d.Name}.Sanitize()); err != nil {
+	create := "CREATE DATABASE " + pgx.Identifier{d.Name}.Sanitize()
+	if template != "" {
+		create += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+	}
+	if _, err := admin.Exec(ctx, create); err != nil {
 		return nil, fmt.Errorf("create database %s on %s: %w", d.Name, Redact(serverURL), err)
 	}
 	u.Path = "/" + d.Name
 	d.URL = u.String()
+	if template != "" {
+		return d, nil
+	}
 	if err := migrate(ctx, d.URL); err != nil {
 		d.Drop()
 		return nil, fmt.Errorf("migrate %s: %w", d.Name, err)
