@@ -209,8 +209,18 @@ func (r *Relay) RunBatch(ctx context.Context) (BatchStats, error) {
 		span.Finish()
 	}()
 
+	if ctx.Err() != nil {
+		return st, nil // stopping: claim nothing more
+	}
+	// The claim itself is not cancelled with ctx: PostgreSQL may carry out a
+	// claim whose answer a cancellation then loses, and its events would stay
+	// leased, unsent, until the lease ends (a relay stopped by a deploy left
+	// confirmations behind that way). Once claimed, every event is sent or
+	// released below.
+	claimCtx, cancelClaim := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.SendTimeout)
+	defer cancelClaim()
 	claimedAt := time.Now()
-	events, err := r.claim(ctx)
+	events, err := r.claim(claimCtx)
 	if err != nil {
 		span.SetTag(ext.ErrorMsg, cause(err).Error())
 		return st, err
