@@ -22,10 +22,18 @@ RETURNING id::text, email, name, user_type, created_at`
 const lockEmailSQL = `-- name: users.lock_email lock
 SELECT pg_advisory_xact_lock(hashtext('shoplab.users.email'), hashtext($1))`
 
+// createCustomerSQL inserts a customer after the contract step and, when
+// $3 is not null, the hash of the buyer token issued with the account, in
+// the one statement.
 const createCustomerSQL = `-- name: users.create_customer
-INSERT INTO customers (email, name)
-SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM merchants WHERE email = $1)
-RETURNING id::text, email, name, 'customer', created_at`
+WITH c AS (
+    INSERT INTO customers (email, name)
+    SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM merchants WHERE email = $1)
+    RETURNING id, email, name, created_at
+), t AS (
+    INSERT INTO buyer_tokens (customer_id, hash) SELECT id, $3::bytea FROM c WHERE $3::bytea IS NOT NULL
+)
+SELECT id::text, email, name, 'customer', created_at FROM c`
 
 const createMerchantSQL = `-- name: users.create_merchant
 INSERT INTO merchants (email, name)
@@ -33,24 +41,33 @@ SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM customers WHERE email = $1)
 RETURNING id::text, email, name, 'merchant', created_at`
 
 // CreateUser stores a validated customer or merchant: into users before
-// the users split's contract step, into customers or merchants after it.
+// the users split's contract step, into customers or merchants after it;
+// with a customer, nu.TokenHash (when set) in the same transaction.
 // Errors: EINVALID, ECONFLICT (the email is taken), EUNAVAILABLE,
 // EINTERNAL.
 func (db *DB) CreateUser(ctx context.Context, nu shop.NewUser) (shop.User, error) {
 	var u shop.User
 	err := db.users.run(ctx, db.Pool, func(m usersMode) error {
 		return inTx(ctx, db.Pool, nil, func(tx pgx.Tx) error {
+			var hash []byte
+			if nu.TokenHash != nil && nu.UserType == shop.UserTypeCustomer {
+				hash = nu.TokenHash[:]
+			}
 			if m != usersContracted {
-				return tx.QueryRow(ctx, createUserSQL, nu.Email, nu.Name, nu.UserType).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt)
+				if err := tx.QueryRow(ctx, createUserSQL, nu.Email, nu.Name, nu.UserType).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt); err != nil || hash == nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, insertTokenSQL, u.ID, hash)
+				return err
 			}
 			if _, err := tx.Exec(ctx, lockEmailSQL, nu.Email); err != nil {
 				return err
 			}
-			q := createCustomerSQL
+			q, args := createCustomerSQL, []any{nu.Email, nu.Name, hash}
 			if nu.UserType == shop.UserTypeMerchant {
-				q = createMerchantSQL
+				q, args = createMerchantSQL, args[:2]
 			}
-			err := tx.QueryRow(ctx, q, nu.Email, nu.Name).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt)
+			err := tx.QueryRow(ctx, q, args...).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return errEmailTaken(nu.Email)
 			}
