@@ -161,11 +161,19 @@ func TestBuyerAuth(t *testing.T) {
 }
 
 // TestBuyerAuthOff: with Config.BuyerAuth off (BUYER_AUTH=off) the buyer
-// routes serve anyone, as the original did, whatever credentials come.
+// routes serve anyone, as the original did, whatever credentials come, and
+// POST /users issues no token.
 func TestBuyerAuthOff(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	user := e.id(t, `SELECT id::text FROM customers WHERE email = 'user1@example.com'`)
+	// No token is issued (nor needed): the schema may predate buyer_tokens.
+	if r := e.postJSON(t, "/users", `{"email":"open@example.com","name":"Open"}`); r.status != 201 || strings.Contains(string(r.body), `"token"`) {
+		t.Errorf("POST /users: %d %s", r.status, r.body)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM buyer_tokens`); n != 0 {
+		t.Errorf("%d tokens stored", n)
+	}
 	for _, h := range [][]string{nil, {"Authorization", "Bearer sbt_whatever"}} {
 		if r := e.do(t, "GET", "/orders/"+user+"?limit=1", "", "", h...); r.status != 200 {
 			t.Errorf("%v: %d %s", h, r.status, r.body)

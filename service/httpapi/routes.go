@@ -18,7 +18,7 @@ func addRoutes(r *mux.Router, d Deps) {
 	r.Handle("/products/{id}", handleGetProduct(tel, d.Products)).Methods("GET")
 	r.Handle("/products/{id}", handlePatchProduct(tel, d.Products, cfg.MaxBodyBytes)).Methods("PATCH")
 
-	r.Handle("/users", handleCreateUser(tel, d.Users, cfg.MaxBodyBytes)).Methods("POST")
+	r.Handle("/users", handleCreateUser(tel, d.Users, cfg.MaxBodyBytes, cfg.BuyerAuth)).Methods("POST") // issues a buyer token with BuyerAuth
 
 	// Buyer routes: a buyer's own data. requireBuyer asks for the buyer's
 	// token (or the admin token); the handlers answer another buyer's id

@@ -22,16 +22,22 @@ RETURNING id::text, email, name, user_type, created_at`
 const lockEmailSQL = `-- name: users.lock_email lock
 SELECT pg_advisory_xact_lock(hashtext('shoplab.users.email'), hashtext($1))`
 
-// createCustomerSQL inserts a customer after the contract step and, when
-// $3 is not null, the hash of the buyer token issued with the account, in
-// the one statement.
 const createCustomerSQL = `-- name: users.create_customer
+INSERT INTO customers (email, name)
+SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM merchants WHERE email = $1)
+RETURNING id::text, email, name, 'customer', created_at`
+
+// createCustomerWithTokenSQL is createCustomerSQL plus the hash $3 of the
+// buyer token issued with the account, in the one statement (only with a
+// token: without one, nothing here needs buyer_tokens, which a schema
+// walked step by step through the users split may not have yet).
+const createCustomerWithTokenSQL = `-- name: users.create_customer_with_token
 WITH c AS (
     INSERT INTO customers (email, name)
     SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM merchants WHERE email = $1)
     RETURNING id, email, name, created_at
 ), t AS (
-    INSERT INTO buyer_tokens (customer_id, hash) SELECT id, $3::bytea FROM c WHERE $3::bytea IS NOT NULL
+    INSERT INTO buyer_tokens (customer_id, hash) SELECT id, $3 FROM c
 )
 SELECT id::text, email, name, 'customer', created_at FROM c`
 
@@ -63,9 +69,12 @@ func (db *DB) CreateUser(ctx context.Context, nu shop.NewUser) (shop.User, error
 			if _, err := tx.Exec(ctx, lockEmailSQL, nu.Email); err != nil {
 				return err
 			}
-			q, args := createCustomerSQL, []any{nu.Email, nu.Name, hash}
-			if nu.UserType == shop.UserTypeMerchant {
-				q, args = createMerchantSQL, args[:2]
+			q, args := createCustomerSQL, []any{nu.Email, nu.Name}
+			switch {
+			case nu.UserType == shop.UserTypeMerchant:
+				q = createMerchantSQL
+			case hash != nil:
+				q, args = createCustomerWithTokenSQL, append(args, hash)
 			}
 			err := tx.QueryRow(ctx, q, args...).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt)
 			if errors.Is(err, pgx.ErrNoRows) {
