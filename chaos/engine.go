@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -81,9 +83,11 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 
 	e := &Env{Scenario: sc, Phases: phases, Factor: opt.Factor, bin: bin, logDir: newLogDir(sc.Name)}
 	defer e.close()
-	label := strings.ReplaceAll(sc.Name, "-", "_")
-	label = label[:min(len(label), 15)] // benchkit takes labels of 21 characters at most, "chaos_" included
-	if e.DB, err = benchkit.CreateDatabase(ctx, opt.Server, "chaos_"+label); err != nil {
+	// benchkit's labels have at most 21 characters (PostgreSQL's 63 for
+	// the whole name); the random suffix keeps truncated ones apart.
+	label := "chaos_" + strings.ReplaceAll(sc.Name, "-", "_")
+	label = strings.TrimRight(label[:min(len(label), 21)], "_")
+	if e.DB, err = benchkit.CreateDatabase(ctx, opt.Server, label); err != nil {
 		return nil, err
 	}
 	e.closes = append(e.closes, e.DB.Drop)
@@ -145,11 +149,26 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 			e.Note("load %s: %v", l.Name, err)
 		}
 	}
+	// The first shopd's peak memory per phase (benchkit's /proc reading).
+	peak := func() {
+		if s := e.Shopds(); len(s) > 0 {
+			if m, err := s[0].Memory(); err == nil {
+				rep.PeakRSSMiB = append(rep.PeakRSSMiB, float64(m.Peak)/(1<<20))
+				_ = s[0].ResetPeak()
+				return
+			}
+		}
+		rep.PeakRSSMiB = append(rep.PeakRSSMiB, -1)
+	}
+	if s := e.Shopds(); len(s) > 0 {
+		_ = s[0].ResetPeak()
+	}
 	for _, l := range sc.Load {
 		wg.Add(1)
 		go attack(l, phases.Total())
 	}
 	sleepUntil(ctx, rep.Phases[1].From)
+	peak()
 	if !opt.NoFault {
 		if sc.Fault.Inject != nil {
 			logf("%s: inject at +%s", sc.Name, time.Since(start).Round(time.Millisecond))
@@ -165,17 +184,21 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 		logf("%s: fault switched off (-no-fault)", sc.Name)
 	}
 	sleepUntil(ctx, rep.Phases[2].From)
+	peak()
+	healed := time.Now()
 	if !opt.NoFault && sc.Fault.Heal != nil {
 		logf("%s: heal at +%s", sc.Name, time.Since(start).Round(time.Millisecond))
 		if err := sc.Fault.Heal(context.WithoutCancel(ctx), e); err != nil {
 			rep.Failures = append(rep.Failures, fmt.Sprintf("fault: heal: %v", err))
 		}
+		healed = time.Now()
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 	rep.LoadEnd = time.Now()
+	peak()
 
 	// Settle: the relay sends what it owes, then every shopd stops (which
 	// flushes its DogStatsD client) and the last packets arrive.
@@ -209,15 +232,24 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	}
 	rep.Every = every.String()
 	rep.judge(mons, results, exp, rec)
+	rep.checkBounds(exp, rec)
+	rep.measureRecovery(exp, rec, healed)
 	rep.diagnose(opt.Root, mons, exp, samples, scaleDur(moncheck.Step, opt.Factor, 250*time.Millisecond))
 	rep.keyMetrics(samples)
 	rep.series = timelineSeries(samples, start, rep.End, scaleDur(moncheck.Step, opt.Factor, 500*time.Millisecond))
 	e.mu.Lock()
 	rep.Notes = append(rep.Notes, e.notes...)
 	e.mu.Unlock()
-	for _, inv := range rep.Invariants {
-		if !inv.OK {
+	rep.signatures(samples, exp.Signatures)
+	rep.CaughtBy = exp.CaughtBy
+	for i, inv := range rep.Invariants {
+		expected := slices.Contains(exp.ExpectedViolations, inv.Name)
+		rep.Invariants[i].ExpectedToBreak = expected
+		switch {
+		case !inv.OK && !expected:
 			rep.Failures = append(rep.Failures, "invariant "+inv.Name+": "+inv.Detail)
+		case inv.OK && expected:
+			rep.Failures = append(rep.Failures, "invariant "+inv.Name+" was expected to break and held: "+inv.Detail)
 		}
 	}
 	rep.OK = len(rep.Failures) == 0
@@ -247,6 +279,7 @@ type result struct {
 	Code       uint16
 	OrderID    string // a checkout's 201 that was not a replay
 	Replayed   bool
+	RetryAfter bool // the answer carried a Retry-After header
 }
 
 type recorder struct {
@@ -255,7 +288,7 @@ type recorder struct {
 }
 
 func (r *recorder) add(load, kind string, v *vegeta.Result) {
-	res := result{Load: load, Kind: kind, At: v.Timestamp, Latency: v.Latency, Code: v.Code}
+	res := result{Load: load, Kind: kind, At: v.Timestamp, Latency: v.Latency, Code: v.Code, RetryAfter: v.Headers.Get("Retry-After") != ""}
 	if v.Method == http.MethodPost && strings.HasSuffix(v.URL, "/orders/checkout") && v.Code == http.StatusCreated {
 		res.Replayed = v.Headers.Get("Idempotent-Replayed") == "true"
 		var o struct {
@@ -337,3 +370,88 @@ func pct(xs []time.Duration, p float64) float64 {
 }
 
 var errNoExpectations = errors.New("chaos: no expectations")
+
+// Recovery is the measured time from the heal to the first successful
+// answer of one kind of request (Expectations.Recovery).
+type Recovery struct {
+	Load string `json:"load"`
+	Kind string `json:"kind"`
+	// HealS and FirstOKS are seconds since the run started (FirstOKS 0:
+	// none came); Seconds is their difference, the recovery time.
+	HealS    float64 `json:"heal_s"`
+	FirstOKS float64 `json:"first_ok_s"`
+	Seconds  float64 `json:"seconds"`
+	WithinS  float64 `json:"within_s"`
+	OK       bool    `json:"ok"`
+}
+
+// checkBounds checks Expectations.Bounds over every answer of the run.
+func (r *Report) checkBounds(x *Expectations, rec *recorder) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	keys := make([]string, 0, len(x.Bounds))
+	for k := range x.Bounds {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		b := x.Bounds[key]
+		var slow, bare, n int
+		var worst time.Duration
+		for _, res := range rec.results {
+			if res.Load != key && res.Load+"/"+res.Kind != key {
+				continue
+			}
+			n++
+			worst = max(worst, res.Latency)
+			if b.MaxMs > 0 && float64(res.Latency)/float64(time.Millisecond) > b.MaxMs {
+				slow++
+			}
+			if b.RetryAfter && res.Code >= 500 && (res.Code != http.StatusServiceUnavailable || !res.RetryAfter) {
+				bare++
+			}
+		}
+		if n == 0 {
+			r.Failures = append(r.Failures, fmt.Sprintf("bounds of %s: no answers", key))
+		}
+		if slow > 0 {
+			r.Failures = append(r.Failures, fmt.Sprintf("bounds of %s: %d answers slower than %g ms (worst %s)", key, slow, b.MaxMs, worst.Round(time.Millisecond)))
+		}
+		if bare > 0 {
+			r.Failures = append(r.Failures, fmt.Sprintf("bounds of %s: %d answers 5xx but not 503 + Retry-After", key, bare))
+		}
+	}
+}
+
+// measureRecovery measures Expectations.Recovery: from healed to the first
+// 2xx answer of its load and kind that completed after healed.
+func (r *Report) measureRecovery(x *Expectations, rec *recorder, healed time.Time) {
+	if x.Recovery == nil {
+		return
+	}
+	rv := &Recovery{Load: x.Recovery.Load, Kind: x.Recovery.Kind, HealS: r.since(healed), WithinS: x.Recovery.WithinS}
+	var first time.Time
+	rec.mu.Lock()
+	for _, res := range rec.results {
+		done := res.At.Add(res.Latency)
+		if res.Load != rv.Load || res.Kind != rv.Kind || res.Code/100 != 2 || done.Before(healed) {
+			continue
+		}
+		if first.IsZero() || done.Before(first) {
+			first = done
+		}
+	}
+	rec.mu.Unlock()
+	if !first.IsZero() {
+		rv.FirstOKS = math.Round(first.Sub(r.Start).Seconds()*1000) / 1000
+		rv.Seconds = math.Round(first.Sub(healed).Seconds()*1000) / 1000
+		rv.OK = rv.Seconds <= rv.WithinS
+	}
+	r.Recovery = rv
+	switch {
+	case first.IsZero():
+		r.Failures = append(r.Failures, fmt.Sprintf("recovery: no 2xx of %s/%s after the heal", rv.Load, rv.Kind))
+	case !rv.OK:
+		r.Failures = append(r.Failures, fmt.Sprintf("recovery: first 2xx of %s/%s %.3f s after the heal, want within %g s", rv.Load, rv.Kind, rv.Seconds, rv.WithinS))
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/shoplab/shoplab/internal/moncheck"
 )
@@ -30,20 +31,87 @@ type Expectations struct {
 	// acknowledged), "one-mail-per-order" (the sink accepted one mail per
 	// order).
 	Invariants []string `json:"invariants"`
-	// Status restricts the answers of a load (by Load.Name) to status
-	// classes: "2xx", "3xx", "4xx", "5xx", "0xx" (transport errors).
+	// Status restricts the answers of a load (by Load.Name, or
+	// "load/kind" for one kind of it) to status classes: "2xx", "3xx", "4xx", "5xx", "0xx" (transport errors).
 	Status map[string][]string `json:"status,omitempty"`
 	// Diagnosis: the first query of the runbook of each monitor named
 	// here, evaluated over the fault phase, must have as its top group one
 	// carrying the tag Tag:Value.
 	Diagnosis []DiagnosisExpectation `json:"diagnosis"`
+	// ExpectedViolations are invariants (of Invariants) the fault must
+	// break: a defect switch that oversells breaks "stock". The run fails
+	// when one of them holds.
+	ExpectedViolations []string `json:"expected_violations,omitempty"`
+	// Signatures are the fault's signature in the telemetry: a query's
+	// value per phase, bounded (see Signature).
+	Signatures []Signature `json:"signatures,omitempty"`
+	// CaughtBy names what catches the fault, as data printed in the
+	// timeline: e.g. "regression_test", "monitor", "gate" (a performance
+	// budget), "invariant". Not checked by the run; chaos/incidents.json
+	// and its test keep them true.
+	CaughtBy map[string]string `json:"caught_by,omitempty"`
+	// Bounds, per load (by Load.Name, or "load/kind" for one kind of it):
+	// every answer within MaxMs (never a hang) and, with RetryAfter, every
+	// 5xx a 503 carrying a Retry-After header (a failure the client may
+	// retry, never a 500).
+	Bounds map[string]Bound `json:"bounds,omitempty"`
+	// Recovery, when set, is measured: the time from the heal to the first
+	// 2xx answer of Load/Kind completed after it (the run's JSON has it as
+	// recovery); it must be within WithinS seconds.
+	Recovery *RecoveryExpectation `json:"recovery,omitempty"`
 }
+
+// Bound is how a load's answers must be bounded.
+type Bound struct {
+	MaxMs      float64 `json:"max_ms"`
+	RetryAfter bool    `json:"retry_after"`
+}
+
+// RecoveryExpectation names the answers that say the service is back
+// (e.g. load "buyers", kind "checkout") and how soon they must come.
+type RecoveryExpectation struct {
+	Load    string  `json:"load"`
+	Kind    string  `json:"kind"`
+	WithinS float64 `json:"within_s"`
+}
+
+// Signature bounds one figure of one phase. Query is a metric query over
+// the capture (evaluated as one interval per phase: the phase's sum for an
+// .as_count() query, its highest point otherwise, over all groups), or
+// ProcPeakRSS: the first shopd's peak resident memory in the phase, in MiB
+// (benchkit's /proc reading, its peak reset at the start of each phase).
+type Signature struct {
+	Label string `json:"label"`
+	Query string `json:"query"`
+	// Phase is "healthy", "fault" or "recovery".
+	Phase string `json:"phase"`
+	// Above: the value must be greater; AtMost: not greater. No data
+	// counts as 0.
+	Above  *float64 `json:"above,omitempty"`
+	AtMost *float64 `json:"at_most,omitempty"`
+	// SkipS skips the first seconds of the phase: requests the previous
+	// phase started (an import begun with a switch on finishes with it).
+	SkipS float64 `json:"skip_s,omitempty"`
+}
+
+// SignatureLag: shopd's DogStatsD client flushes every 2 s and the capture
+// stamps samples on arrival, so a phase's figures arrive up to that much
+// after it. A fault signature's window ends that much after the fault; a
+// recovery's starts that much after the heal.
+const SignatureLag = 2500 * time.Millisecond
+
+// ProcPeakRSS is the Signature query of shopd's peak resident memory in
+// the phase, in MiB.
+const ProcPeakRSS = "proc:peak_rss_mib"
 
 // DiagnosisExpectation says where a runbook's first query must point.
 type DiagnosisExpectation struct {
 	Monitor string `json:"monitor"`
 	Tag     string `json:"tag"`
 	Value   string `json:"value"`
+	// Min, when set, is the least value the top group must reach (its
+	// sum, or its highest point): e.g. a round trip of at least 150 ms.
+	Min *float64 `json:"min,omitempty"`
 }
 
 // Invariant names.
@@ -71,6 +139,16 @@ func LoadExpectations(root, name string) (*Expectations, error) {
 	for _, inv := range x.Invariants {
 		if !slices.Contains([]string{InvStock, InvOrderPer201, InvMailPerOrder}, inv) {
 			return nil, fmt.Errorf("chaos: %s: unknown invariant %q", path, inv)
+		}
+	}
+	for _, inv := range x.ExpectedViolations {
+		if !slices.Contains(x.Invariants, inv) {
+			return nil, fmt.Errorf("chaos: %s: expected violation %q is not among the invariants", path, inv)
+		}
+	}
+	for _, sg := range x.Signatures {
+		if !slices.Contains([]string{"healthy", "fault", "recovery"}, sg.Phase) || sg.Above == nil && sg.AtMost == nil {
+			return nil, fmt.Errorf("chaos: %s: signature %q needs a phase (healthy, fault, recovery) and a bound (above, at_most)", path, sg.Label)
 		}
 	}
 	return &x, nil

@@ -54,6 +54,9 @@ type Invariant struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
+	// ExpectedToBreak: the scenario's fault must break it
+	// (Expectations.ExpectedViolations).
+	ExpectedToBreak bool `json:"expected_to_break,omitempty"`
 }
 
 func checkInvariants(ctx context.Context, e *Env, b *before, rec *recorder, names []string, mails int64) ([]Invariant, error) {

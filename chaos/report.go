@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -79,9 +80,17 @@ type Report struct {
 	Monitors   []moncheck.Result `json:"monitors"`
 	Diagnoses  []Diagnosis       `json:"diagnoses"`
 	Invariants []Invariant       `json:"invariants"`
-	Notes      []string          `json:"notes,omitempty"`
-	Failures   []string          `json:"failures"`
-	OK         bool              `json:"ok"`
+	// PeakRSSMiB is the first shopd's peak resident memory per phase, in
+	// MiB (-1: not readable).
+	PeakRSSMiB []float64 `json:"peak_rss_mib"`
+	// Signatures are the expectations' signature figures as measured.
+	Signatures []SignatureResult `json:"signatures,omitempty"`
+	// CaughtBy is what catches the fault (from the expectations).
+	CaughtBy map[string]string `json:"caught_by,omitempty"`
+	Recovery *Recovery         `json:"recovery,omitempty"`
+	Notes    []string          `json:"notes,omitempty"`
+	Failures []string          `json:"failures"`
+	OK       bool              `json:"ok"`
 
 	series []chart
 }
@@ -173,12 +182,12 @@ func (r *Report) judge(mons []moncheck.Monitor, results []moncheck.Result, x *Ex
 		bad := map[string]int{}
 		for _, pr := range r.Requests {
 			for k, codes := range pr.ByKind {
-				if !strings.HasPrefix(k, load+"/") {
+				if k != load && !strings.HasPrefix(k, load+"/") { // a load, or one kind of it
 					continue
 				}
 				for code, n := range codes {
 					class := code[:1] + "xx"
-					if !slices.Contains(classes, class) {
+					if !slices.Contains(classes, class) && !slices.Contains(classes, code) {
 						bad[strings.TrimPrefix(k, load+"/")+" "+code] += n
 					}
 				}
@@ -224,6 +233,14 @@ func (r *Report) diagnose(root string, mons []moncheck.Monitor, x *Expectations,
 			if expected {
 				dg.Want = d.Tag + ":" + d.Value
 				dg.OK = err == nil && len(dg.Top) > 0 && slices.Contains(strings.Split(strings.SplitN(dg.Top[0], " = ", 2)[0], ","), dg.Want)
+				if d.Min != nil {
+					dg.Want += fmt.Sprintf(" >= %g", *d.Min)
+					var v float64
+					if dg.OK {
+						_, err := fmt.Sscan(strings.SplitN(dg.Top[0], " = ", 2)[1], &v)
+						dg.OK = err == nil && v >= *d.Min
+					}
+				}
 				if !dg.OK {
 					r.Failures = append(r.Failures, fmt.Sprintf("diagnosis of %s: %s's first query %s: top group %v, want %s", id, dg.Runbook, q, first(dg.Top), dg.Want))
 				}
@@ -398,6 +415,13 @@ func (r *Report) PrintTimeline(w io.Writer) {
 		}
 		fmt.Fprintln(tw)
 	}
+	if len(r.PeakRSSMiB) == len(r.Phases) {
+		fmt.Fprint(tw, "shopd peak RSS MiB")
+		for _, v := range r.PeakRSSMiB {
+			fmt.Fprintf(tw, "\t%.1f", v)
+		}
+		fmt.Fprintln(tw)
+	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nMONITOR STATE CHANGES")
 	if len(r.Changes) == 0 {
@@ -422,13 +446,42 @@ func (r *Report) PrintTimeline(w io.Writer) {
 			fmt.Fprintf(w, "    expected top group %s: %s\n", d.Want, verdict)
 		}
 	}
+	if len(r.Signatures) > 0 {
+		fmt.Fprintln(w, "\nSIGNATURE OF THE FAULT")
+	}
+	for _, sg := range r.Signatures {
+		v := "ok"
+		if !sg.OK {
+			v = "MISSED"
+		}
+		fmt.Fprintf(w, "  %-8s %-6s %-40s %s (want %s)\n", sg.Phase, v, sg.Label, sg.Value, sg.Want)
+	}
+	if rv := r.Recovery; rv != nil {
+		fmt.Fprintln(w, "\nRECOVERY")
+		if rv.FirstOKS == 0 {
+			fmt.Fprintf(w, "  healed at +%.1fs; no 2xx of %s/%s since\n", rv.HealS, rv.Load, rv.Kind)
+		} else {
+			fmt.Fprintf(w, "  healed at +%.1fs; first 2xx of %s/%s at +%.3fs: recovered in %.3f s (bound %g s)\n", rv.HealS, rv.Load, rv.Kind, rv.FirstOKS, rv.Seconds, rv.WithinS)
+		}
+	}
 	fmt.Fprintln(w, "\nINVARIANTS")
 	for _, inv := range r.Invariants {
 		v := "ok"
-		if !inv.OK {
+		switch {
+		case !inv.OK && inv.ExpectedToBreak:
+			v = "BROKEN (expected)"
+		case !inv.OK:
 			v = "FAILED"
+		case inv.ExpectedToBreak:
+			v = "HELD (expected to break)"
 		}
 		fmt.Fprintf(w, "  %-20s %-6s %s\n", inv.Name, v, inv.Detail)
+	}
+	if len(r.CaughtBy) > 0 {
+		fmt.Fprintln(w, "\nCAUGHT BY")
+		for _, k := range slices.Sorted(maps.Keys(r.CaughtBy)) {
+			fmt.Fprintf(w, "  %-16s %s\n", k, r.CaughtBy[k])
+		}
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
@@ -502,4 +555,97 @@ func (r *Report) Write(dir string) (string, string, error) {
 		return "", "", err
 	}
 	return jsonPath, htmlPath, nil
+}
+
+// SignatureResult is one Signature as measured.
+type SignatureResult struct {
+	Label string `json:"label"`
+	Query string `json:"query"`
+	Phase string `json:"phase"`
+	Value string `json:"value"`
+	Want  string `json:"want"`
+	OK    bool   `json:"ok"`
+}
+
+// signatures measures each signature over its phase and checks its bound.
+func (r *Report) signatures(samples []ddquery.Sample, sigs []Signature) {
+	for _, sg := range sigs {
+		res := SignatureResult{Label: sg.Label, Query: sg.Query, Phase: sg.Phase}
+		var want []string
+		if sg.Above != nil {
+			want = append(want, fmt.Sprintf("> %g", *sg.Above))
+		}
+		if sg.AtMost != nil {
+			want = append(want, fmt.Sprintf("<= %g", *sg.AtMost))
+		}
+		res.Want = strings.Join(want, " and ")
+		v, err := r.phaseValue(samples, sg)
+		if err != nil {
+			res.Value = "error: " + err.Error()
+		} else {
+			res.Value = fmt.Sprintf("%.4g", v)
+			res.OK = (sg.Above == nil || v > *sg.Above) && (sg.AtMost == nil || v <= *sg.AtMost)
+		}
+		if !res.OK {
+			r.Failures = append(r.Failures, fmt.Sprintf("signature %q in the %s phase: %s, want %s", sg.Label, sg.Phase, res.Value, res.Want))
+		}
+		r.Signatures = append(r.Signatures, res)
+	}
+}
+
+// phaseValue is a signature query's value over its phase (the fault's
+// window extended by SignatureLag, the recovery's started that much later
+// and run to the end of the capture; less SkipS): one interval, summed over
+// groups for .as_count(), else the highest; no data is 0.
+func (r *Report) phaseValue(samples []ddquery.Sample, sg Signature) (float64, error) {
+	query, phase := sg.Query, sg.Phase
+	i := slices.IndexFunc(r.Phases, func(p Phase) bool { return p.Name == phase })
+	if i < 0 {
+		return 0, fmt.Errorf("no phase %q", phase)
+	}
+	if query == ProcPeakRSS {
+		if i >= len(r.PeakRSSMiB) || r.PeakRSSMiB[i] < 0 {
+			return 0, fmt.Errorf("shopd's memory was not readable")
+		}
+		return r.PeakRSSMiB[i], nil
+	}
+	q, err := ddquery.ParseQuery(query)
+	if err != nil {
+		return 0, err
+	}
+	p := r.Phases[i]
+	// The fault's late samples count for the fault, not the recovery; the
+	// healthy phase ends where the fault starts (nothing of it is early).
+	from, to := p.From, p.To
+	switch phase {
+	case "fault":
+		to = to.Add(SignatureLag)
+	case "recovery":
+		from, to = from.Add(SignatureLag), r.End
+	}
+	from = from.Add(time.Duration(sg.SkipS * float64(time.Second)))
+	if to.After(r.End) {
+		to = r.End
+	}
+	if !from.Before(to) {
+		return 0, fmt.Errorf("the %s phase is shorter than skip_s and the %s lag", phase, SignatureLag)
+	}
+	ss, err := q.Eval(samples, from, to, to.Sub(from), nil)
+	if err != nil {
+		return 0, err
+	}
+	sum := strings.Contains(query, ".as_count()")
+	v, any := 0.0, false
+	for _, s := range ss {
+		for _, pt := range s.Points {
+			switch {
+			case sum:
+				v += pt.Value
+			case !any || pt.Value > v:
+				v = pt.Value
+			}
+			any = true
+		}
+	}
+	return v, nil
 }

@@ -99,6 +99,17 @@ func Scenarios() []*Scenario {
 		rollingRestart(),
 		migrationLock(),
 		migrationLockSafe(),
+		searchAbuse(),
+		orderHistoryAtScale(),
+		importFlood(),
+		switchNPlusOne(),
+		switchUnlockedStock(),
+		switchRawErrors(),
+		switchRowByRowImport(),
+		switchReportInProcess(),
+		dbLatency(),
+		dbResets(),
+		dbDown(),
 	}
 }
 

@@ -35,11 +35,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -70,14 +67,7 @@ type options struct {
 	skipPgbench bool
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "bench-checkout:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchkit.Main("bench-checkout", run) }
 
 // run parses args (the flags below) and runs the bench; -h prints them.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -37,12 +37,10 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,14 +49,7 @@ import (
 	"github.com/shoplab/shoplab/internal/benchkit"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "bench-compare:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchkit.Main("bench-compare", run) }
 
 // goBench is one go test benchmark run in both trees.
 type goBench struct {

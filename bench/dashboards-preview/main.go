@@ -17,9 +17,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/shoplab/shoplab/internal/benchkit"
@@ -27,14 +25,7 @@ import (
 	"github.com/shoplab/shoplab/service/telemetry/ddquery"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "dashboards-preview:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchkit.Main("dashboards-preview", run) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fset := flag.NewFlagSet("dashboards-preview", flag.ContinueOnError)

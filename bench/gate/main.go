@@ -23,24 +23,15 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/shoplab/shoplab/internal/benchkit"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "bench-gate:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchkit.Main("bench-gate", run) }
 
 // env is what every gate needs: the binaries built at the start, where to
 // write, and where to log the benches' own output.

@@ -38,13 +38,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -59,14 +57,7 @@ const (
 	goalGrowthBytes = 100 << 20
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "bench-import:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchkit.Main("bench-import", run) }
 
 // run parses args (the flags below) and runs the bench within -timeout.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -17,24 +17,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/shoplab/shoplab/internal/benchkit"
 	"github.com/shoplab/shoplab/internal/moncheck"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "monitors-check:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchkit.Main("monitors-check", run) }
 
 // report is the results file.
 type report struct {

@@ -23,7 +23,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
@@ -53,14 +52,7 @@ type options struct {
 	plot        string
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "bench-reports:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchkit.Main("bench-reports", run) }
 
 // run parses args (the flags below) and runs the bench, or, with
 // -download-loop, the download clients' child process.

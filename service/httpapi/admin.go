@@ -34,9 +34,20 @@ var errRowsInvalid = errors.New("import stopped at an invalid row")
 // maxBytes bytes is a 413, with nothing written. Progress is logged every
 // progressEvery rows; every import is counted, timed and traced (see
 // observeImport).
-func handleImport(tel *telemetry.Telemetry, products shop.ProductStore, v1 apiVersion, maxBytes int64, maxRows, progressEvery int) http.Handler {
+func handleImport(tel *telemetry.Telemetry, products shop.ProductStore, v1 apiVersion, adm *importAdmission, maxBytes int64, maxRows, progressEvery int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		release, ok := adm.admit(w, r)
+		if !ok {
+			return
+		}
+		defer release()
+		guard, unguard := adm.guard(w, r)
+		defer unguard()
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{guard, r.Body}
 		job, err := decodeImport(w, r, v1.rulesAt(start), maxBytes, maxRows)
 		if err != nil {
 			writeError(w, r, tel, err)
@@ -49,6 +60,7 @@ func handleImport(tel *telemetry.Telemetry, products shop.ProductStore, v1 apiVe
 		d := time.Since(start)
 		observeImport(ctx, tel, span, job, res, err, d)
 		if err != nil {
+			adm.cut(w, guard)
 			writeError(w, r, tel, err)
 			return
 		}
@@ -193,9 +205,15 @@ func importOnError(r *http.Request) (bool, error) {
 }
 
 // importOutcome is the outcome tag of an import: ok, invalid (bad rows or
-// body), too_large, canceled (the client left) or error.
+// body), too_large, timeout (an upload idle or too slow), shutdown (cut
+// by the server's shutdown), canceled (the client left) or error.
 func importOutcome(ctx context.Context, err error) string {
-	if err != nil && ctx.Err() != nil {
+	switch {
+	case shop.ErrorCode(err) == shop.ETIMEOUT:
+		return "timeout" // the read deadline also cancels ctx
+	case err != nil && stoppingFrom(ctx).Err() != nil && shop.ErrorCode(err) == shop.EUNAVAILABLE:
+		return "shutdown"
+	case err != nil && ctx.Err() != nil:
 		return "canceled"
 	}
 	switch shop.ErrorCode(err) {

@@ -65,8 +65,8 @@ func TestAdminAuth(t *testing.T) {
 		t.Run("AdminMethodNotAllowed", func(t *testing.T) {
 			r := e.do(t, "DELETE", "/admin/inventory/low", "", "")
 			checkProblem(t, r, 405)
-			if got := r.header.Get("Allow"); got != "GET" {
-				t.Errorf("Allow %q, want GET", got)
+			if got := r.header.Get("Allow"); got != "GET, HEAD" {
+				t.Errorf("Allow %q, want GET, HEAD", got)
 			}
 			r = e.do(t, "GET", importPath, "", "")
 			checkProblem(t, r, 405)

@@ -125,7 +125,7 @@ func TestErrorFormat(t *testing.T) {
 	t.Run("MethodNotAllowed", func(t *testing.T) {
 		res := e.do(t, "DELETE", "/products", "", "")
 		checkProblem(t, res, 405)
-		if got := res.header.Get("Allow"); got != "GET, POST" {
+		if got := res.header.Get("Allow"); got != "GET, HEAD, POST" {
 			t.Errorf("Allow %q, want \"GET, POST\"", got)
 		}
 	})

@@ -70,6 +70,7 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	closed bool // the server asked to close the connection (Connection: close)
 }
 
 func (r response) json(t testing.TB, v any) {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -90,30 +89,54 @@ func handleMethodNotAllowed(tel *telemetry.Telemetry, router *mux.Router) http.H
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var allow []string
 		_ = router.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
-			re, err := route.GetPathRegexp()
-			if err != nil {
-				return nil
-			}
 			methods, err := route.GetMethods()
 			if err != nil {
 				return nil
 			}
-			if matchPath(re, r.URL.Path) {
-				for _, m := range methods {
-					if !slices.Contains(allow, m) {
-						allow = append(allow, m)
-					}
+			for _, m := range methods {
+				// The route's every matcher (path, notPath...) with its
+				// own method.
+				as := r.WithContext(r.Context())
+				as.Method = m
+				if route.Match(as, &mux.RouteMatch{}) && !slices.Contains(allow, m) {
+					allow = append(allow, m)
 				}
 			}
 			return nil
 		})
+		if slices.Contains(allow, http.MethodGet) && !slices.Contains(allow, http.MethodHead) {
+			allow = append(allow, http.MethodHead) // headAsGet
+		}
 		slices.Sort(allow)
 		w.Header().Set("Allow", strings.Join(allow, ", "))
 		writeError(w, r, tel, shop.Errorf(shop.EMETHOD, "Method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 	})
 }
 
-func matchPath(re, path string) bool {
-	m, err := regexp.MatchString(re, path)
-	return err == nil && m
+// notPath is a route matcher that refuses path, so that a fixed path
+// (/orders/checkout) is not taken by a pattern route beside it
+// (/orders/{userId}): its other methods answer 405.
+func notPath(path string) mux.MatcherFunc {
+	return func(r *http.Request, _ *mux.RouteMatch) bool { return r.URL.Path != path }
+}
+
+// headAsGet serves a HEAD request that no route takes as HEAD as the GET of
+// the same URL (RFC 9110 9.3.2: HEAD wherever GET works). net/http
+// discards the body written to a HEAD request, and the answer's headers
+// are GET's. The routes, metrics and access log see method GET.
+func headAsGet(router *mux.Router, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			var m mux.RouteMatch
+			if !router.Match(r, &m) || m.MatchErr != nil {
+				get := r.WithContext(r.Context())
+				get.Method = http.MethodGet
+				var gm mux.RouteMatch
+				if router.Match(get, &gm) && gm.MatchErr == nil {
+					r = get
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }

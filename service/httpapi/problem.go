@@ -34,6 +34,7 @@ var errorKinds = map[shop.Code]struct {
 	shop.EUNAUTHORIZED:  {http.StatusUnauthorized, "unauthorized", "Unauthorized"},
 	shop.EFORBIDDEN:     {http.StatusForbidden, "forbidden", "Forbidden"},
 	shop.ERATELIMIT:     {http.StatusTooManyRequests, "too-many-requests", "Too many requests"},
+	shop.ETIMEOUT:       {http.StatusRequestTimeout, "request-timeout", "Request timeout"},
 	shop.EUNAVAILABLE:   {http.StatusServiceUnavailable, "unavailable", "Service unavailable"},
 	shop.EINTERNAL:      {http.StatusInternalServerError, "internal", "Internal server error"},
 }

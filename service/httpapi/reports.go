@@ -253,14 +253,16 @@ func textReportSize(s shop.ReportSummary, now time.Time) int64 {
 // reportLimiter admits at most cap(slots) reports at a time. The others
 // are refused at once with 429 rather than queued: a queue would only hold
 // their requests, and the clients' connections, longer.
+// Imports use one too (admission.go); gauge is the metric of its count.
 type reportLimiter struct {
 	slots    chan struct{}
 	inFlight atomic.Int64
 	tel      *telemetry.Telemetry
+	gauge    string
 }
 
 func newReportLimiter(tel *telemetry.Telemetry, n int) *reportLimiter {
-	return &reportLimiter{slots: make(chan struct{}, n), tel: tel}
+	return &reportLimiter{slots: make(chan struct{}, n), tel: tel, gauge: telemetry.MetricReportsInFlight}
 }
 
 // tryAcquire takes a slot if one is free and returns its release.
@@ -270,9 +272,9 @@ func (l *reportLimiter) tryAcquire() (release func(), ok bool) {
 	default:
 		return nil, false
 	}
-	_ = l.tel.Metrics.Gauge(telemetry.MetricReportsInFlight, float64(l.inFlight.Add(1)), nil, 1)
+	_ = l.tel.Metrics.Gauge(l.gauge, float64(l.inFlight.Add(1)), nil, 1)
 	return func() {
-		_ = l.tel.Metrics.Gauge(telemetry.MetricReportsInFlight, float64(l.inFlight.Add(-1)), nil, 1)
+		_ = l.tel.Metrics.Gauge(l.gauge, float64(l.inFlight.Add(-1)), nil, 1)
 		<-l.slots
 	}, true
 }
@@ -371,6 +373,7 @@ func handleOrderReport(tel *telemetry.Telemetry, reports shop.ReportStore, sw sh
 		var rows int64
 		ctx, cancel := context.WithTimeoutCause(r.Context(), maxDuration, reportTooLong)
 		defer cancel()
+		defer endOnShutdown(r.Context(), w, cancel)()
 		var err error
 		switch {
 		case download && shop.SwitchOn(ctx, sw, shop.SwitchReportInProcess):

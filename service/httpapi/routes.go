@@ -31,8 +31,11 @@ func addRoutes(r *mux.Router, d Deps) {
 	} else {
 		buyer.Use(openBuyers())
 	}
+	// Before /orders/checkout, which notPath leaves to it: mux answers 405
+	// (Allow: POST) only when the last route the path matched failed on
+	// its method (gorilla/mux 1.8.1's Route.Match).
+	buyer.Handle("/orders/{userId}", handleOrdersByUser(tel, d.Orders, cfg.DefaultOrderLimit, cfg.MaxOrderLimit)).Methods("GET").MatcherFunc(notPath("/orders/checkout"))
 	buyer.Handle("/orders/checkout", handleCheckout(tel, d.Orders, cfg.MaxBodyBytes)).Methods("POST")
-	buyer.Handle("/orders/{userId}", handleOrdersByUser(tel, d.Orders, cfg.DefaultOrderLimit, cfg.MaxOrderLimit)).Methods("GET")
 	// Reports: at most ReportsMaxConcurrent at once (admitted after
 	// authentication); one pace shared by every download.
 	reportSlots, reportPace := newReportLimiter(tel, cfg.ReportsMaxConcurrent), newReportPace(cfg.ReportMaxLinesPerSec)
@@ -45,7 +48,7 @@ func addRoutes(r *mux.Router, d Deps) {
 	// under one, mux answers a wrong method with 404 (gorilla/mux#751).
 	admin := r.NewRoute().Subrouter()
 	admin.Use(requireAdmin(tel, cfg.AdminToken))
-	admin.Handle("/admin/products/import", handleImport(tel, d.Products, v1, cfg.MaxImportBytes, cfg.MaxImportRows, cfg.ImportProgressRows)).Methods("POST")
+	admin.Handle("/admin/products/import", handleImport(tel, d.Products, v1, newImportAdmission(tel, cfg), cfg.MaxImportBytes, cfg.MaxImportRows, cfg.ImportProgressRows)).Methods("POST")
 	admin.Handle("/admin/inventory/low", handleLowInventory(tel, d.Products)).Methods("GET")
 	admin.Handle("/admin/products/missing-description", handleMissingDescription(tel, d.Products)).Methods("GET")
 	if d.Switches != nil { // the chaos switches (docs/switches.md); never in production

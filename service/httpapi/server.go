@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -14,9 +15,10 @@ import (
 )
 
 // Config holds the edge's limits. A zero field takes DefaultConfig's value
-// (NewServer fills them), except AdminToken, BuyerAuth and
-// ReportMaxLinesPerSec, whose zero values mean "open", "open" and
-// "unpaced". (shopd turns BuyerAuth on unless BUYER_AUTH=off.)
+// (NewServer fills them), except AdminToken, BuyerAuth, ReportMaxLinesPerSec
+// and UploadMinBytesPerSec, whose zero values mean "open", "open",
+// "unpaced" and "no minimum rate". (shopd turns BuyerAuth on unless
+// BUYER_AUTH=off.)
 type Config struct {
 	// MaxBodyBytes bounds ordinary JSON bodies.
 	MaxBodyBytes int64
@@ -62,6 +64,19 @@ type Config struct {
 	// ReportMaxDuration bounds a report from admission to its last byte,
 	// including a client that reads slowly.
 	ReportMaxDuration time.Duration
+	// ImportsMaxConcurrent is how many imports may run at once; beyond
+	// it, 429. Keep it at most the import store's pool size.
+	ImportsMaxConcurrent int
+	// ImportRetryAfter is the Retry-After of a refused (429) or
+	// shut-down (503) import.
+	ImportRetryAfter time.Duration
+	// UploadIdleTimeout is the longest an import's upload may send
+	// nothing; past it, 408 and nothing imported.
+	UploadIdleTimeout time.Duration
+	// UploadMinBytesPerSec is the lowest average rate of an import's
+	// upload once it has run UploadIdleTimeout; below it, 408 (0: no
+	// minimum).
+	UploadMinBytesPerSec int64
 }
 
 // DefaultConfig is the edge's default limits, the one place they are
@@ -82,6 +97,10 @@ func DefaultConfig() Config {
 		ReportsMaxConcurrent:   3,
 		ReportRetryAfter:       2 * time.Second,
 		ReportMaxDuration:      5 * time.Minute,
+		ImportsMaxConcurrent:   2,
+		ImportRetryAfter:       5 * time.Second,
+		UploadIdleTimeout:      10 * time.Second,
+		UploadMinBytesPerSec:   1024,
 		// ReportMaxLinesPerSec 0: unpaced.
 	}
 }
@@ -106,6 +125,9 @@ func (c Config) withDefaults() Config {
 	fill(&c.ReportsMaxConcurrent, d.ReportsMaxConcurrent)
 	fill(&c.ReportRetryAfter, d.ReportRetryAfter)
 	fill(&c.ReportMaxDuration, d.ReportMaxDuration)
+	fill(&c.ImportsMaxConcurrent, d.ImportsMaxConcurrent)
+	fill(&c.ImportRetryAfter, d.ImportRetryAfter)
+	fill(&c.UploadIdleTimeout, d.UploadIdleTimeout)
 	return c
 }
 
@@ -135,6 +157,14 @@ type Deps struct {
 	// /admin/switches lists and flips them. Nil (production) turns them all
 	// off and leaves /admin/switches out.
 	Switches shop.SwitchBoard
+	// Stopping, when set, is done when the server begins to shut down:
+	// imports are refused from then on (503), running uploads are cut
+	// with 503 + Retry-After and report downloads ended, so that the
+	// shutdown waits only for short requests.
+	Stopping context.Context
+	// RateLimit is the per-client rate limit of every route but /health
+	// and /ready; a nil RateLimit.Limiter turns it off.
+	RateLimit RateLimit
 }
 
 // NewServer builds the HTTP handler: a traced gorilla/mux router with every
@@ -153,6 +183,7 @@ func NewServer(d Deps) http.Handler {
 	// the 500 that recoverer answers.
 	telemetry.InstrumentRouter(tel, r.Router)
 	r.Use(recoverer(tel))
+	r.Use(rateLimit(tel, d.RateLimit))
 	addRoutes(r.Router, d)
-	return requestID(withSwitches(d.Switches, r))
+	return requestID(withStopping(d.Stopping, withSwitches(d.Switches, headAsGet(r.Router, r))))
 }

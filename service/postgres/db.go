@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -33,6 +34,15 @@ type DB struct {
 	IdempotencyTTL time.Duration
 	// SearchTimeouts bound a product search (statement_timeout).
 	SearchTimeouts Timeouts
+	// AcquireTimeout bounds how long every other request-serving store call
+	// (products, orders, users, imports) waits for a pool connection: past
+	// it, EUNAVAILABLE with RetryAfter, so that an exhausted pool answers
+	// 503 instead of hanging. Zero waits as long as ctx allows.
+	AcquireTimeout time.Duration
+	// ImportPool, when set, is the imports' own small pool: an import holds
+	// a connection for as long as its upload lasts, so imports must not
+	// take the connections of the other routes. Nil imports on Pool.
+	ImportPool *pgxpool.Pool
 	// Switches turn on the original's defects (docs/switches.md); nil
 	// keeps them all off.
 	Switches shop.Switches
@@ -55,6 +65,7 @@ const (
 	DefaultCheckoutStatementTimeout = 5 * time.Second
 	DefaultIdempotencyTTL           = 24 * time.Hour
 	DefaultSearchStatementTimeout   = 2 * time.Second
+	DefaultAcquireTimeout           = time.Second
 )
 
 // New returns a DB on pool with the default timeouts and key expiry.
@@ -68,7 +79,30 @@ func New(pool *pgxpool.Pool) *DB {
 		},
 		IdempotencyTTL: DefaultIdempotencyTTL,
 		SearchTimeouts: Timeouts{Statement: DefaultSearchStatementTimeout},
+		AcquireTimeout: DefaultAcquireTimeout,
 	}
+}
+
+// conn takes a main-pool connection for one store call, waiting at most
+// db.AcquireTimeout; the caller releases it. Errors: EUNAVAILABLE (no
+// connection free in time), or ctx's error.
+func (db *DB) conn(ctx context.Context) (*pgxpool.Conn, error) {
+	return acquire(ctx, db.Pool, db.AcquireTimeout)
+}
+
+// importPool is the pool imports run on.
+func (db *DB) importPool() *pgxpool.Pool {
+	if db.ImportPool != nil {
+		return db.ImportPool
+	}
+	return db.Pool
+}
+
+// querier is what a store's statements run on: an acquired connection,
+// a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // on reports whether the chaos switch name is on for this request.
@@ -155,6 +189,11 @@ func wrapErr(err error) *shop.Error {
 	case errors.As(err, &ce), errors.As(err, &ne), pgconn.Timeout(err) && !errors.Is(err, context.Canceled):
 		return unavailable(err)
 	case err.Error() == "closed pool":
+		return unavailable(err)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, pgconn.ErrConnClosed):
+		// The connection went away mid-statement (reset, server gone):
+		// the database is unreachable, not a bug. A write whose commit was
+		// sent is in doubt; the client retries with its idempotency key.
 		return unavailable(err)
 	}
 	return shop.Internal(err)

@@ -67,19 +67,27 @@ SELECT count(*) FILTER (WHERE created) FROM written`
 //
 // When src fails mid-stream (a bad row in an all-or-nothing import, a
 // body over its limit), COPY is aborted, the transaction rolled back and
-// src's error returned as is. Errors: EINVALID, ECONFLICT (a concurrent
+// src's error returned as is. The import runs on db.ImportPool when set
+// and waits at most db.AcquireTimeout for its connection. Errors: EINVALID, ECONFLICT (a concurrent
 // import of the same SKUs; retry), EUNAVAILABLE, EINTERNAL, or src's error.
 func (db *DB) ImportProducts(ctx context.Context, src shop.ProductSource) (shop.ImportResult, error) {
 	var res shop.ImportResult
-	err := inTx(ctx, db.Pool, nil, func(tx pgx.Tx) error {
-		var err error
-		if db.on(ctx, shop.SwitchRowByRowImport) {
-			res, err = importRowByRow(ctx, tx, src)
-		} else {
-			res, err = importRows(ctx, tx, &copyRows{src: src})
+	err := func() error {
+		c, err := acquire(ctx, db.importPool(), db.AcquireTimeout)
+		if err != nil {
+			return err
 		}
-		return err
-	})
+		defer c.Release() // before the analyze, which takes a connection of its own
+		return inTx(ctx, c, nil, func(tx pgx.Tx) error {
+			var err error
+			if db.on(ctx, shop.SwitchRowByRowImport) {
+				res, err = importRowByRow(ctx, tx, src)
+			} else {
+				res, err = importRows(ctx, tx, &copyRows{src: src})
+			}
+			return err
+		})
+	}()
 	if srcErr := src.Err(); srcErr != nil {
 		return shop.ImportResult{}, srcErr
 	}
@@ -145,13 +153,13 @@ func (db *DB) analyzeAfterImport(ctx context.Context, written int) (bool, error)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), importAnalyzeTimeout)
 	defer cancel()
 	var believed float64
-	if err := db.Pool.QueryRow(ctx, productsReltuplesSQL).Scan(&believed); err != nil {
+	if err := db.importPool().QueryRow(ctx, productsReltuplesSQL).Scan(&believed); err != nil {
 		return false, err
 	}
 	if float64(written) < ImportAnalyzeFraction*believed {
 		return false, nil
 	}
-	if _, err := db.Pool.Exec(ctx, analyzeProductsSQL); err != nil {
+	if _, err := db.importPool().Exec(ctx, analyzeProductsSQL); err != nil {
 		return false, err
 	}
 	return true, nil

@@ -43,14 +43,19 @@ func (db *DB) OrdersByUser(ctx context.Context, userID string, page shop.OrderPa
 	}
 	var orders []shop.Order
 	var exists bool
-	err := db.users.run(ctx, db.Pool, func(m usersMode) error {
+	c, err := db.conn(ctx)
+	if err != nil {
+		return nil, nil, wrapErr(err)
+	}
+	defer c.Release()
+	err = db.users.run(ctx, db.Pool, func(m usersMode) error {
 		// Read one more than asked to learn whether a next page exists.
 		var err error
-		orders, err = db.orderPage(ctx, m, userID, afterAt, afterID, page.Limit+1)
+		orders, err = db.orderPage(ctx, c, m, userID, afterAt, afterID, page.Limit+1)
 		if err != nil || len(orders) > 0 {
 			return err
 		}
-		return db.Pool.QueryRow(ctx, db.q(m, userExistsSQL), userID).Scan(&exists)
+		return c.QueryRow(ctx, db.q(m, userExistsSQL), userID).Scan(&exists)
 	})
 	if err != nil {
 		return nil, nil, wrapErr(err)
@@ -72,15 +77,15 @@ func (db *DB) OrdersByUser(ctx context.Context, userID string, page shop.OrderPa
 	if db.on(ctx, shop.SwitchNPlusOne) {
 		attach = db.attachItemsNPlusOne
 	}
-	if err := attach(ctx, orders); err != nil {
+	if err := attach(ctx, c, orders); err != nil {
 		return nil, nil, wrapErr(err)
 	}
 	return orders, next, nil
 }
 
 // orderPage reads up to limit orders of the user, without their items.
-func (db *DB) orderPage(ctx context.Context, m usersMode, userID string, afterAt *time.Time, afterID *string, limit int) ([]shop.Order, error) {
-	rows, err := db.Pool.Query(ctx, db.q(m, ordersByUserSQL), userID, afterAt, afterID, limit)
+func (db *DB) orderPage(ctx context.Context, q querier, m usersMode, userID string, afterAt *time.Time, afterID *string, limit int) ([]shop.Order, error) {
+	rows, err := q.Query(ctx, db.q(m, ordersByUserSQL), userID, afterAt, afterID, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -101,14 +106,14 @@ func (db *DB) orderPage(ctx context.Context, m usersMode, userID string, afterAt
 
 // attachItems loads the lines of orders, with their products, in one
 // statement.
-func (db *DB) attachItems(ctx context.Context, orders []shop.Order) error {
+func (db *DB) attachItems(ctx context.Context, q querier, orders []shop.Order) error {
 	index := make(map[string]int, len(orders))
 	ids := make([]string, len(orders))
 	for i, o := range orders {
 		index[o.ID] = i
 		ids[i] = o.ID
 	}
-	rows, err := db.Pool.Query(ctx, itemsByOrdersSQL, ids)
+	rows, err := q.Query(ctx, itemsByOrdersSQL, ids)
 	if err != nil {
 		return err
 	}
@@ -140,10 +145,10 @@ ORDER BY oi.id`
 // attachItemsNPlusOne is the original's defect behind the n-plus-one
 // switch: one statement per order for its lines (1+N round trips for a
 // page of N orders, where attachItems takes one).
-func (db *DB) attachItemsNPlusOne(ctx context.Context, orders []shop.Order) error {
+func (db *DB) attachItemsNPlusOne(ctx context.Context, q querier, orders []shop.Order) error {
 	for i := range orders {
 		o := &orders[i]
-		rows, err := db.Pool.Query(ctx, itemsByOrderSQL, o.ID)
+		rows, err := q.Query(ctx, itemsByOrderSQL, o.ID)
 		if err != nil {
 			return err
 		}

@@ -94,13 +94,18 @@ SELECT CASE WHEN $1::bool THEN (SELECT count(*) FROM products p WHERE p.descript
 // with the total, or after f.After without counting. Next is set when more
 // products follow. Errors: EUNAVAILABLE, EINTERNAL.
 func (db *DB) ListProducts(ctx context.Context, f shop.ProductFilter) (shop.ProductPage, error) {
+	c, err := db.conn(ctx)
+	if err != nil {
+		return shop.ProductPage{}, wrapErr(err)
+	}
+	defer c.Release()
 	if f.After != nil {
 		sql := listProductsAfterSQL
 		if f.MissingDescription {
 			sql = listMissingDescriptionAfterSQL
 		}
 		// One more than asked tells whether a next page exists.
-		rows, err := db.Pool.Query(ctx, sql, f.Limit+1, f.After.CreatedAt, f.After.ID)
+		rows, err := c.Query(ctx, sql, f.Limit+1, f.After.CreatedAt, f.After.ID)
 		if err != nil {
 			return shop.ProductPage{}, wrapErr(err)
 		}
@@ -121,7 +126,7 @@ func (db *DB) ListProducts(ctx context.Context, f shop.ProductFilter) (shop.Prod
 		sql = listMissingDescriptionSQL
 	}
 	offset := (f.Page - 1) * f.Limit
-	rows, err := db.Pool.Query(ctx, sql, f.Limit, offset)
+	rows, err := c.Query(ctx, sql, f.Limit, offset)
 	if err != nil {
 		return shop.ProductPage{}, wrapErr(err)
 	}
@@ -131,7 +136,7 @@ func (db *DB) ListProducts(ctx context.Context, f shop.ProductFilter) (shop.Prod
 	}
 	if len(page.Products) == 0 {
 		// A page past the end still reports the total.
-		if err := db.Pool.QueryRow(ctx, countProductsSQL, f.MissingDescription).Scan(&page.Total); err != nil {
+		if err := c.QueryRow(ctx, countProductsSQL, f.MissingDescription).Scan(&page.Total); err != nil {
 			return shop.ProductPage{}, wrapErr(err)
 		}
 	}
@@ -204,7 +209,12 @@ func (db *DB) SearchProducts(ctx context.Context, s shop.ProductSearch) (shop.Pr
 	pattern := "%" + likeEscaper.Replace(s.Query) + "%"
 	page := shop.ProductPage{Products: []shop.Product{}}
 	offset := (s.Page - 1) * s.Limit
-	err := inTx(ctx, db.Pool, db.SearchTimeouts.setLocal(), func(tx pgx.Tx) error {
+	c, err := db.conn(ctx)
+	if err != nil {
+		return shop.ProductPage{}, wrapErr(err)
+	}
+	defer c.Release()
+	err = inTx(ctx, c, db.SearchTimeouts.setLocal(), func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, searchProductsSQL, pattern, s.Query, s.Limit, offset)
 		if err != nil {
 			return err
@@ -230,7 +240,12 @@ SELECT ` + productCols + ` FROM products p WHERE p.id = $1`
 // Product returns one product. Errors: ENOTFOUND, EUNAVAILABLE, EINTERNAL.
 func (db *DB) Product(ctx context.Context, id string) (shop.Product, error) {
 	var p shop.Product
-	err := scanProduct(db.Pool.QueryRow(ctx, productByIDSQL, id), &p)
+	c, err := db.conn(ctx)
+	if err != nil {
+		return p, wrapErr(err)
+	}
+	defer c.Release()
+	err = scanProduct(c.QueryRow(ctx, productByIDSQL, id), &p)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, shop.Errorf(shop.ENOTFOUND, "Product not found")
 	}
@@ -249,7 +264,12 @@ RETURNING ` + productCols
 // (another product has its SKU), EUNAVAILABLE, EINTERNAL.
 func (db *DB) CreateProduct(ctx context.Context, np shop.NewProduct) (shop.Product, error) {
 	var p shop.Product
-	err := scanProduct(db.Pool.QueryRow(ctx, insertProductSQL, np.Name, np.Description, int64(np.Price), np.Inventory, np.SKU), &p)
+	c, err := db.conn(ctx)
+	if err != nil {
+		return p, wrapErr(err)
+	}
+	defer c.Release()
+	err = scanProduct(c.QueryRow(ctx, insertProductSQL, np.Name, np.Description, int64(np.Price), np.Inventory, np.SKU), &p)
 	if err != nil {
 		e := wrapErr(err)
 		var pgErr *pgconn.PgError
@@ -281,7 +301,12 @@ func (db *DB) UpdateProduct(ctx context.Context, id string, patch shop.ProductPa
 		cents = &c
 	}
 	var p shop.Product
-	err := scanProduct(db.Pool.QueryRow(ctx, updateProductSQL, id, patch.Name, patch.Description, cents, patch.Inventory, patch.ClearDescription), &p)
+	c, err := db.conn(ctx)
+	if err != nil {
+		return p, wrapErr(err)
+	}
+	defer c.Release()
+	err = scanProduct(c.QueryRow(ctx, updateProductSQL, id, patch.Name, patch.Description, cents, patch.Inventory, patch.ClearDescription), &p)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, shop.Errorf(shop.ENOTFOUND, "Product not found")
 	}
@@ -299,7 +324,12 @@ ORDER BY p.inventory, p.id`
 // LowInventory lists products with inventory <= threshold, lowest first.
 // Errors: EUNAVAILABLE, EINTERNAL.
 func (db *DB) LowInventory(ctx context.Context, threshold int) ([]shop.Product, error) {
-	rows, err := db.Pool.Query(ctx, lowInventorySQL, threshold)
+	c, err := db.conn(ctx)
+	if err != nil {
+		return nil, wrapErr(err)
+	}
+	defer c.Release()
+	rows, err := c.Query(ctx, lowInventorySQL, threshold)
 	if err != nil {
 		return nil, wrapErr(err)
 	}

@@ -31,11 +31,17 @@ SELECT customer_id::text, hash FROM t`
 
 // BuyerByToken returns the id of the customer whose unrevoked token hashes
 // to h, and notes the token's use (to the minute). Errors: EUNAUTHORIZED
-// (no such token, or revoked), EUNAVAILABLE, EINTERNAL.
+// (no such token, or revoked), EUNAVAILABLE (also: no connection within
+// db.AcquireTimeout), EINTERNAL.
 func (db *DB) BuyerByToken(ctx context.Context, h shop.TokenHash) (string, error) {
+	c, err := db.conn(ctx) // at most db.AcquireTimeout, as every request's store call
+	if err != nil {
+		return "", wrapErr(err)
+	}
+	defer c.Release()
 	var id string
 	var stored []byte
-	err := db.Pool.QueryRow(ctx, authenticateSQL, h[:]).Scan(&id, &stored)
+	err = c.QueryRow(ctx, authenticateSQL, h[:]).Scan(&id, &stored)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && subtle.ConstantTimeCompare(stored, h[:]) != 1) {
 		return "", shop.Errorf(shop.EUNAUTHORIZED, "The buyer token is not valid or was revoked.")
 	}

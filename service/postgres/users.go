@@ -53,8 +53,13 @@ RETURNING id::text, email, name, 'merchant', created_at`
 // EINTERNAL.
 func (db *DB) CreateUser(ctx context.Context, nu shop.NewUser) (shop.User, error) {
 	var u shop.User
-	err := db.users.run(ctx, db.Pool, func(m usersMode) error {
-		return inTx(ctx, db.Pool, nil, func(tx pgx.Tx) error {
+	c, err := db.conn(ctx)
+	if err != nil {
+		return shop.User{}, wrapErr(err)
+	}
+	defer c.Release()
+	err = db.users.run(ctx, db.Pool, func(m usersMode) error {
+		return inTx(ctx, c, nil, func(tx pgx.Tx) error {
 			var hash []byte
 			if nu.TokenHash != nil && nu.UserType == shop.UserTypeCustomer {
 				hash = nu.TokenHash[:]

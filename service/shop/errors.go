@@ -22,6 +22,7 @@ const (
 	EUNAUTHORIZED  Code = "unauthorized"           // credentials missing (401)
 	EFORBIDDEN     Code = "forbidden"              // credentials wrong (403)
 	ERATELIMIT     Code = "rate_limited"           // too many concurrent requests of this kind (429)
+	ETIMEOUT       Code = "request_timeout"        // the client sent its body too slowly or stalled (408)
 	EUNAVAILABLE   Code = "unavailable"            // a dependency is down or too slow; retry later (503)
 	EINTERNAL      Code = "internal"               // a bug or an unexpected failure (500)
 )

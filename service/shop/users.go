@@ -45,8 +45,8 @@ func (in UserInput) Validate() (NewUser, error) {
 	switch {
 	case in.Email == nil:
 		add("email", "required", "is required")
-	case !validText(*in.Email):
-		add("email", "invalid", "must be valid UTF-8 text without control characters")
+	case textProblem(*in.Email, false) != "":
+		add("email", "invalid", "%s", textProblem(*in.Email, false))
 	default:
 		e := strings.ToLower(strings.TrimSpace(*in.Email))
 		local, domain, ok := strings.Cut(e, "@")
@@ -67,8 +67,8 @@ func (in UserInput) Validate() (NewUser, error) {
 	switch {
 	case in.Name == nil:
 		add("name", "required", "is required")
-	case !validText(*in.Name):
-		add("name", "invalid", "must be valid UTF-8 text without control characters")
+	case textProblem(*in.Name, false) != "":
+		add("name", "invalid", "%s", textProblem(*in.Name, false))
 	case strings.TrimSpace(*in.Name) == "":
 		add("name", "blank", "must not be blank")
 	case utf8.RuneCountInString(*in.Name) > MaxNameLen:
@@ -90,12 +90,6 @@ func (in UserInput) Validate() (NewUser, error) {
 		return NewUser{}, Invalid(errs...)
 	}
 	return out, nil
-}
-
-// validText reports whether s is UTF-8 without control characters (NUL,
-// newlines and the like have no place in an address or a name).
-func validText(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
 }
 
 // UserStore creates accounts.

@@ -186,12 +186,48 @@ func (f *productFields) add(field, code, format string, args ...any) {
 	*f = append(*f, FieldError{Field: field, Code: code, Message: field + " " + fmt.Sprintf(format, args...)})
 }
 
+// textProblem says what makes s unfit to be stored and shown as text, and
+// at which character (counted from 1), or "" when nothing does: invalid
+// UTF-8; a control character (NUL, ESC, BEL, DEL, the C1 controls...; a
+// multi-line field may hold tab, line feed and carriage return); a
+// bidirectional formatting character (U+202A-U+202E, U+2066-U+2069,
+// U+200E, U+200F, U+061C), which makes a name display as another
+// (CVE-2021-42574's trick); or U+FFFD, the replacement character that
+// encoding/json puts where a JSON body held invalid UTF-8, so that invalid
+// input is refused rather than stored silently replaced.
+func textProblem(s string, multiline bool) string {
+	pos := 0
+	for i, r := range s {
+		pos++
+		switch {
+		case r == utf8.RuneError:
+			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
+				return fmt.Sprintf("must be valid UTF-8: byte 0x%02X at character %d is not", s[i], pos)
+			}
+			return fmt.Sprintf("must be valid UTF-8: U+FFFD at character %d (where invalid UTF-8 was replaced)", pos)
+		case multiline && (r == '\t' || r == '\n' || r == '\r'):
+		case unicode.IsControl(r):
+			return fmt.Sprintf("must not contain control characters: U+%04X at character %d", r, pos)
+		case isBidiControl(r):
+			return fmt.Sprintf("must not contain bidirectional formatting characters: U+%04X at character %d", r, pos)
+		}
+	}
+	return ""
+}
+
+// isBidiControl reports whether r is one of Unicode's bidirectional
+// formatting characters (UAX #9: embeddings, overrides, isolates and
+// marks).
+func isBidiControl(r rune) bool {
+	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) || r == 0x200E || r == 0x200F || r == 0x061C
+}
+
 // name: valid UTF-8 without NUL, not blank, at most MaxNameLen characters;
 // stored trimmed.
 func (f *productFields) name(s string) (string, bool) {
 	switch {
-	case !utf8.ValidString(s) || strings.ContainsRune(s, 0):
-		f.add("name", "invalid", "must be valid UTF-8 text without NUL characters")
+	case textProblem(s, false) != "":
+		f.add("name", "invalid", "%s", textProblem(s, false))
 	case strings.TrimSpace(s) == "":
 		f.add("name", "blank", "must not be blank")
 	case utf8.RuneCountInString(s) > MaxNameLen:
@@ -208,8 +244,8 @@ func (f *productFields) name(s string) (string, bool) {
 // blank description (CHECK products_description_not_blank).
 func (f *productFields) description(s string, required bool) (*string, bool) {
 	switch {
-	case !utf8.ValidString(s) || strings.ContainsRune(s, 0):
-		f.add("description", "invalid", "must be valid UTF-8 text without NUL characters")
+	case textProblem(s, true) != "":
+		f.add("description", "invalid", "%s", textProblem(s, true))
 	case utf8.RuneCountInString(s) > MaxDescriptionLen:
 		f.add("description", "too_long", "must be at most %d characters", MaxDescriptionLen)
 	case strings.TrimSpace(s) == "" && required:

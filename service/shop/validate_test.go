@@ -155,3 +155,49 @@ func TestParseSearchQuery(t *testing.T) {
 		}
 	}
 }
+
+func TestStoredTextRejected(t *testing.T) {
+	str := func(s string) *string { return &s }
+	rules := shop.ProductRules{}
+	amt := func(s string) *shop.Amount { a := shop.Amount(s); return &a }
+	for _, tc := range []struct {
+		name, field, text, want string
+	}{
+		{"ESC", "name", "ab\x1b[31mc", "U+001B at character 3"},
+		{"BEL", "description", "ding\a", "U+0007 at character 5"},
+		{"RLO", "name", "invoice\u202Efdp.exe", "bidirectional formatting characters: U+202E at character 8"},
+		{"Isolate", "description", "x\u2066y", "U+2066 at character 2"},
+		{"InvalidUTF8", "name", "caf\xe9", "byte 0xE9 at character 4"},
+		{"Replaced", "description", "caf\uFFFD", "U+FFFD at character 4"},
+		{"NewlineInName", "name", "a\nb", "U+000A at character 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := shop.ProductInput{Name: str("ok"), Description: str("fine"), Price: amt("1.00"), Inventory: new(int64)}
+			if tc.field == "name" {
+				in.Name = str(tc.text)
+			} else {
+				in.Description = str(tc.text)
+			}
+			_, err := rules.Validate(in)
+			e := shop.AsError(err)
+			if e.Code != shop.EINVALID || len(e.Fields) != 1 || e.Fields[0].Field != tc.field || !strings.Contains(e.Fields[0].Message, tc.want) {
+				t.Errorf("%v %+v, want %s: ...%s", err, e.Fields, tc.field, tc.want)
+			}
+		})
+	}
+	t.Run("MultilineDescriptionOK", func(t *testing.T) {
+		in := shop.ProductInput{Name: str("Café ☕ 東京"), Description: str("line one\n\tline two\r\n"), Price: amt("1.00"), Inventory: new(int64)}
+		if _, err := rules.Validate(in); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("Users", func(t *testing.T) {
+		_, err := shop.UserInput{Email: str("a\u202E@example.com"), Name: str("Eve\x07")}.Validate()
+		e := shop.AsError(err)
+		if e.Code != shop.EINVALID || len(e.Fields) != 2 ||
+			!strings.Contains(e.Fields[0].Message, "email must not contain bidirectional formatting characters: U+202E at character 2") ||
+			!strings.Contains(e.Fields[1].Message, "name must not contain control characters: U+0007 at character 4") {
+			t.Errorf("%v %+v", err, e.Fields)
+		}
+	})
+}

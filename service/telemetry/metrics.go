@@ -13,6 +13,10 @@ const (
 	// MetricHTTPRequestDuration is the distribution of HTTP request durations in
 	// milliseconds. Tags: route, method, status_class.
 	MetricHTTPRequestDuration = "http.request.duration"
+	// MetricHTTPRateLimited counts requests refused with 429 by the
+	// per-client rate limit. Tags: route, client_kind (token: keyed by the
+	// bearer credential's hash; addr: by the client address).
+	MetricHTTPRateLimited = "http.rate_limited"
 
 	// MetricDBQueryDuration is the distribution of statement durations in
 	// milliseconds. Tags: query, outcome.
@@ -110,6 +114,19 @@ const (
 	// MetricImportBytes is the distribution of the body bytes read by each
 	// bulk import. Tags: format, outcome.
 	MetricImportBytes = "import.bytes"
+	// MetricImportsInFlight is the gauge of imports running, set at each
+	// admission and completion.
+	MetricImportsInFlight = "import.in_flight"
+	// MetricImportRejections counts imports refused before reading their
+	// body: 429 because IMPORTS_MAX_CONCURRENT were running (reason busy),
+	// or 503 because the server is shutting down (reason shutting_down).
+	MetricImportRejections = "import.rejected"
+	// MetricImportCuts counts imports whose upload was cut mid-body, their
+	// transaction rolled back: 408 for an upload idle longer than
+	// UPLOAD_IDLE_TIMEOUT (reason idle) or slower than
+	// UPLOAD_MIN_BYTES_PER_SEC (reason slow), 503 at shutdown (reason
+	// shutdown).
+	MetricImportCuts = "import.cut"
 	// MetricProductsCreated counts products created through the API.
 	// Tags: api_version (v1, v2), client (a ClientFamily value),
 	// description (present, missing).

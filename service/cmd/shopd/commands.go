@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sethvargo/go-limiter/memorystore"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -48,6 +49,20 @@ func openReportsPool(ctx context.Context, cfg config, tel *telemetry.Telemetry) 
 		return nil, fmt.Errorf("reports pool: %w", err)
 	}
 	pc.MaxConns = cfg.ReportsMaxConns
+	return pgxpool.NewWithConfig(ctx, pc)
+}
+
+// openImportsPool opens the imports' own small pool (IMPORTS_MAX_CONNS) on
+// the main database, with application_name "<app>.imports" and a query
+// tracer tagged pool:imports: slow uploads can exhaust it, never the main
+// pool.
+func openImportsPool(ctx context.Context, cfg config, tel *telemetry.Telemetry) (*pgxpool.Pool, error) {
+	tracer := telemetry.NewQueryTracer(tel).WithPoolName("imports")
+	pc, err := postgres.PoolConfig(cfg.DatabaseURL, cfg.AppName+".imports", tracer)
+	if err != nil {
+		return nil, fmt.Errorf("imports pool: %w", err)
+	}
+	pc.MaxConns = cfg.ImportsMaxConns
 	return pgxpool.NewWithConfig(ctx, pc)
 }
 
@@ -104,7 +119,15 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	serveErr := serveHTTP(ctx, cfg, log, newHandler(cfg, tel, st))
+	rl, closeLimiter, err := openRateLimit(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeLimiter()
+	// ctx, done at SIGTERM, is the handler's Stopping: imports and
+	// downloads in flight are cut at once, while serveHTTP lets the short
+	// requests finish.
+	serveErr := serveHTTP(ctx, cfg, log, newHandler(ctx, cfg, tel, st, rl))
 
 	stopBG()
 	done := make(chan struct{})
@@ -126,9 +149,9 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 
 // stores are the pools and stores serve opens first and closes last.
 type stores struct {
-	pool, reportsPool *pgxpool.Pool
-	db                *postgres.DB
-	reports           *postgres.Reports
+	pool, reportsPool, importsPool *pgxpool.Pool
+	db                             *postgres.DB
+	reports                        *postgres.Reports
 	// switches are the chaos switches; nil in production.
 	switches  shop.SwitchBoard
 	closeOnce sync.Once
@@ -147,6 +170,7 @@ func openStores(ctx context.Context, cfg config, tel *telemetry.Telemetry) (*sto
 	db.CheckoutTimeouts = postgres.Timeouts{Acquire: cfg.CheckoutAcquireTimeout, Lock: cfg.CheckoutLockTimeout, Statement: cfg.CheckoutStatementTimeout}
 	db.IdempotencyTTL = cfg.IdempotencyKeyTTL
 	db.SearchTimeouts = postgres.Timeouts{Statement: cfg.SearchStatementTimeout}
+	db.AcquireTimeout = cfg.DBAcquireTimeout
 
 	// Which side of the users split the schema is on (docs/schema-split.md);
 	// the stores notice a later change by themselves.
@@ -161,18 +185,26 @@ func openStores(ctx context.Context, cfg config, tel *telemetry.Telemetry) (*sto
 		pool.Close()
 		return nil, err
 	}
+	importsPool, err := openImportsPool(ctx, cfg, tel)
+	if err != nil {
+		reportsPool.Close()
+		pool.Close()
+		return nil, err
+	}
+	db.ImportPool = importsPool
 	if cfg.ReportsMaxConcurrent > int(cfg.ReportsMaxConns) {
 		log.Warn("REPORTS_MAX_CONCURRENT exceeds REPORTS_MAX_CONNS: admitted reports will queue for connections",
 			zap.Int("max_concurrent", cfg.ReportsMaxConcurrent), zap.Int32("max_conns", cfg.ReportsMaxConns))
 	}
-	return &stores{pool: pool, reportsPool: reportsPool, db: db,
+	return &stores{pool: pool, reportsPool: reportsPool, importsPool: importsPool, db: db,
 		reports: postgres.NewReports(reportsPool, cfg.ReportsStatementTimeout)}, nil
 }
 
-// close closes both pools, once; it waits for their connections to be
+// close closes the pools, once; it waits for their connections to be
 // released.
 func (s *stores) close() {
 	s.closeOnce.Do(func() {
+		s.importsPool.Close()
 		s.reportsPool.Close()
 		s.pool.Close()
 	})
@@ -194,6 +226,10 @@ func startBackground(ctx context.Context, cfg config, st *stores, tel *telemetry
 		telemetry.ReportPoolStats(ctx, tel, "reports", st.reportsPool, cfg.DBStatsInterval)
 		return nil
 	})
+	g.Go(func() error {
+		telemetry.ReportPoolStats(ctx, tel, "imports", st.importsPool, cfg.DBStatsInterval)
+		return nil
+	})
 	g.Go(func() error { telemetry.SampleLockWaits(ctx, tel, st.pool, time.Second); return nil })
 	g.Go(func() error { expireIdempotencyKeys(ctx, tel, st.db, cfg.IdempotencyCleanup); return nil })
 	g.Go(func() error { return outbox(ctx) })
@@ -206,8 +242,9 @@ func startBackground(ctx context.Context, cfg config, st *stores, tel *telemetry
 	return &g, nil
 }
 
-// newHandler builds the HTTP API on the stores.
-func newHandler(cfg config, tel *telemetry.Telemetry, st *stores) http.Handler {
+// newHandler builds the HTTP API on the stores; stopping is done when the
+// server begins to shut down.
+func newHandler(stopping context.Context, cfg config, tel *telemetry.Telemetry, st *stores, rl httpapi.RateLimit) http.Handler {
 	return httpapi.NewServer(httpapi.Deps{
 		Config: httpapi.Config{
 			MaxBodyBytes:           cfg.MaxBodyBytes,
@@ -221,7 +258,11 @@ func newHandler(cfg config, tel *telemetry.Telemetry, st *stores) http.Handler {
 			ReportsMaxConcurrent:   cfg.ReportsMaxConcurrent,
 			ReportMaxDuration:      cfg.ReportsMaxDuration,
 			ReportMaxLinesPerSec:   int(cfg.ReportsMaxLinesPerSec),
+			ImportsMaxConcurrent:   cfg.ImportsMaxConcurrent,
+			UploadIdleTimeout:      cfg.UploadIdleTimeout,
+			UploadMinBytesPerSec:   cfg.UploadMinBytesPerSec,
 		},
+		Stopping:  stopping,
 		Telemetry: tel,
 		Products:  st.db,
 		Orders:    st.db,
@@ -230,7 +271,34 @@ func newHandler(cfg config, tel *telemetry.Telemetry, st *stores) http.Handler {
 		Tokens:    st.db,
 		DB:        st.db,
 		Switches:  st.switches,
+		RateLimit: rl,
 	})
+}
+
+// openRateLimit builds the per-client rate limit (RATE_LIMIT*): a
+// go-limiter memory store, one budget per client, whose sweeper drops
+// clients idle for two windows. close stops the sweeper. With the limit
+// off it returns a RateLimit without a limiter, and warns in production.
+func openRateLimit(cfg config, log *zap.Logger) (httpapi.RateLimit, func(), error) {
+	if !cfg.rateLimited() {
+		if cfg.production() {
+			log.Warn("RATE_LIMIT=off: no per-client rate limit in production")
+		}
+		return httpapi.RateLimit{}, func() {}, nil
+	}
+	store, err := memorystore.New(&memorystore.Config{
+		Tokens:        uint64(cfg.RateLimitRequests),
+		Interval:      cfg.RateLimitWindow,
+		SweepInterval: max(cfg.RateLimitWindow, time.Minute),
+		SweepMinTTL:   2 * cfg.RateLimitWindow,
+	})
+	if err != nil {
+		return httpapi.RateLimit{}, nil, fmt.Errorf("rate limit: %w", err)
+	}
+	log.Info("per-client rate limit on", zap.Int64("requests", cfg.RateLimitRequests),
+		zap.Duration("window", cfg.RateLimitWindow), zap.String("trusted_proxies", string(cfg.TrustedProxies)))
+	rl := httpapi.RateLimit{Limiter: store, Window: cfg.RateLimitWindow, TrustedProxies: cfg.TrustedProxies.prefixes()}
+	return rl, func() { _ = store.Close(context.Background()) }, nil
 }
 
 // serveHTTP listens on cfg.Addr and serves handler until ctx ends, then

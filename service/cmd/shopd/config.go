@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"reflect"
 	"runtime"
 	"strconv"
@@ -34,7 +35,9 @@ type vars struct {
 	DatabaseVars   `desc:"Database"`
 	CheckoutVars   `desc:"Checkout and search"`
 	APIVars        `desc:"API limits"`
+	RateLimitVars  `desc:"Rate limit (per client)"`
 	ReportsVars    `desc:"Reports"`
+	ImportsVars    `desc:"Imports"`
 	MailVars       `desc:"Order-confirmation mail"`
 	RelayVars      `desc:"Outbox relay"`
 	UsersSplitVars `desc:"Users split (backfill)"`
@@ -54,10 +57,11 @@ type ServerVars struct {
 
 // DatabaseVars configure the main pool.
 type DatabaseVars struct {
-	DatabaseURL     string        `env:"DATABASE_URL" desc:"PostgreSQL URL; the default is the database make run prepares, so every shopd command agrees with it (PG* variables fill only what the URL leaves out, such as PGPASSWORD)"`
-	DBMaxConns      int32         `env:"DB_MAX_CONNS" min:"1" desc:"size of the connection pool (at most 1000)"`
-	AppName         string        `env:"PGAPPNAME" desc:"application_name of the service's sessions (what pg_stat_activity shows; the lock-wait sampler watches it)"`
-	DBStatsInterval time.Duration `env:"DB_STATS_INTERVAL" desc:"how often the pools' gauges and counts are reported (positive; chaos's compressed runs shorten it with the monitors' windows)"`
+	DatabaseURL      string        `env:"DATABASE_URL" desc:"PostgreSQL URL; the default is the database make run prepares, so every shopd command agrees with it (PG* variables fill only what the URL leaves out, such as PGPASSWORD)"`
+	DBMaxConns       int32         `env:"DB_MAX_CONNS" min:"1" desc:"size of the connection pool (at most 1000)"`
+	AppName          string        `env:"PGAPPNAME" desc:"application_name of the service's sessions (what pg_stat_activity shows; the lock-wait sampler watches it)"`
+	DBAcquireTimeout time.Duration `env:"DB_ACQUIRE_TIMEOUT" desc:"longest wait of a request (products, orders, users, imports) for a pool connection; past it, 503 + Retry-After instead of a hang (checkouts have CHECKOUT_ACQUIRE_TIMEOUT; positive)"`
+	DBStatsInterval  time.Duration `env:"DB_STATS_INTERVAL" desc:"how often the pools' gauges and counts are reported (positive; chaos's compressed runs shorten it with the monitors' windows)"`
 }
 
 // CheckoutVars bound checkouts, their idempotency keys and searches.
@@ -80,6 +84,14 @@ type APIVars struct {
 	ProductsV1Sunset       date  `env:"PRODUCTS_V1_SUNSET" desc:"date (or RFC 3339 time) of v1's Sunset header, not before PRODUCTS_V1_DEPRECATED_AT; from then on v1 requires a description like v2 (move it to postpone, no release needed)"`
 }
 
+// RateLimitVars configure the per-client rate limit (docs/security.md).
+type RateLimitVars struct {
+	RateLimit         rateLimitMode `env:"RATE_LIMIT" desc:"per-client rate limit of every route but /health and /ready: on, off, or auto (on when APP_ENV is production). Beyond it, 429 + Retry-After; every limited answer carries the RateLimit and RateLimit-Policy fields (draft-ietf-httpapi-ratelimit-headers-10)"`
+	RateLimitRequests int64         `env:"RATE_LIMIT_REQUESTS" min:"1" desc:"requests one client may make per RATE_LIMIT_WINDOW; a client is a bearer credential (by its hash) when the request presents one, else an address (an IPv6 /64)"`
+	RateLimitWindow   time.Duration `env:"RATE_LIMIT_WINDOW" desc:"the window of RATE_LIMIT_REQUESTS (positive); a client's budget is refilled whole at the end of each"`
+	TrustedProxies    prefixList    `env:"TRUSTED_PROXIES" unset:"none: X-Forwarded-For is ignored" desc:"comma-separated addresses or CIDR prefixes of the reverse proxies in front of shopd; only from them is X-Forwarded-For believed (its right-most address that is not a proxy is the client)"`
+}
+
 // ReportsVars configure the reports' own pool and their admission.
 type ReportsVars struct {
 	ReportsDatabaseURL      string        `env:"REPORTS_DATABASE_URL" unset:"DATABASE_URL" desc:"database of the reports' own pool (e.g. a read replica)"`
@@ -88,6 +100,15 @@ type ReportsVars struct {
 	ReportsStatementTimeout time.Duration `env:"REPORTS_STATEMENT_TIMEOUT" desc:"Postgres statement_timeout of each report statement"`
 	ReportsMaxDuration      time.Duration `env:"REPORTS_MAX_DURATION" desc:"longest a report may take, download included (slow clients are cut off; positive)"`
 	ReportsMaxLinesPerSec   int64         `env:"REPORTS_MAX_LINES_PER_SEC" min:"0" desc:"pace of all downloads together in order lines per second (one budget they share), so that reports cannot take all the CPU however many run (0: unpaced)"`
+}
+
+// ImportsVars configure the imports' own pool, their admission and the
+// limits of their uploads.
+type ImportsVars struct {
+	ImportsMaxConns      int32         `env:"IMPORTS_MAX_CONNS" min:"1" desc:"size of the imports' own pool (at most 1000): an import holds its connection for as long as its upload lasts, so imports never take the main pool's"`
+	ImportsMaxConcurrent int           `env:"IMPORTS_MAX_CONCURRENT" min:"1" desc:"imports running at once (at most IMPORTS_MAX_CONNS); 429 + Retry-After beyond, without reading the body"`
+	UploadIdleTimeout    time.Duration `env:"UPLOAD_IDLE_TIMEOUT" desc:"longest an import's upload may send nothing; past it, 408 + Connection: close and nothing imported (positive)"`
+	UploadMinBytesPerSec int64         `env:"UPLOAD_MIN_BYTES_PER_SEC" min:"0" desc:"lowest average rate of an import's upload once it has run UPLOAD_IDLE_TIMEOUT; below it, 408 + Connection: close and nothing imported (0: no minimum)"`
 }
 
 // MailVars configure the SMTP sender of order confirmations.
@@ -193,6 +214,12 @@ func productionRefusals(cfg config) error {
 	return errors.Join(errs...)
 }
 
+// rateLimited reports whether the per-client rate limit is on: RATE_LIMIT
+// on, or auto in production.
+func (c config) rateLimited() bool {
+	return c.RateLimit == rateLimitOn || (c.RateLimit == rateLimitAuto && c.production())
+}
+
 // defaultDatabaseURL is the database `make run` prepares when no
 // DATABASE_URL is set (scripts/run.sh asks `shopd config DATABASE_URL`), so
 // that `make run` and a bare `shopd outbox status` read the same database.
@@ -215,10 +242,11 @@ func defaultVars() vars {
 			AppEnv:          "development",
 		},
 		DatabaseVars: DatabaseVars{
-			DatabaseURL:     defaultDatabaseURL,
-			DBMaxConns:      20,
-			AppName:         tel.AppName,
-			DBStatsInterval: 10 * time.Second,
+			DatabaseURL:      defaultDatabaseURL,
+			DBMaxConns:       20,
+			AppName:          tel.AppName,
+			DBStatsInterval:  10 * time.Second,
+			DBAcquireTimeout: postgres.DefaultAcquireTimeout,
 		},
 		CheckoutVars: CheckoutVars{
 			CheckoutAcquireTimeout:   postgres.DefaultCheckoutAcquireTimeout,
@@ -236,11 +264,22 @@ func defaultVars() vars {
 			ProductsV1DeprecatedAt: date{api.ProductsV1DeprecatedAt},
 			ProductsV1Sunset:       date{api.ProductsV1Sunset},
 		},
+		RateLimitVars: RateLimitVars{
+			RateLimit:         rateLimitAuto,
+			RateLimitRequests: 600,
+			RateLimitWindow:   time.Minute,
+		},
 		ReportsVars: ReportsVars{
 			ReportsMaxConns:         3,
 			ReportsStatementTimeout: 30 * time.Second,
 			ReportsMaxDuration:      api.ReportMaxDuration,
 			ReportsMaxLinesPerSec:   50_000,
+		},
+		ImportsVars: ImportsVars{
+			ImportsMaxConns:      2,
+			ImportsMaxConcurrent: api.ImportsMaxConcurrent,
+			UploadIdleTimeout:    api.UploadIdleTimeout,
+			UploadMinBytesPerSec: api.UploadMinBytesPerSec,
 		},
 		MailVars: MailVars{
 			SMTPTLS:     ml.TLS,
@@ -301,10 +340,21 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if v.ProductsV1Sunset.Before(v.ProductsV1DeprecatedAt.Time) {
 		errs = append(errs, errors.New("PRODUCTS_V1_SUNSET must not be before PRODUCTS_V1_DEPRECATED_AT"))
 	}
+	if v.RateLimitWindow <= 0 {
+		errs = append(errs, errors.New("RATE_LIMIT_WINDOW must be positive"))
+	}
 	if v.ReportsMaxDuration <= 0 {
 		errs = append(errs, errors.New("REPORTS_MAX_DURATION must be positive"))
 	}
+	if v.DBAcquireTimeout <= 0 {
+		errs = append(errs, errors.New("DB_ACQUIRE_TIMEOUT must be positive"))
+	}
+	if v.UploadIdleTimeout <= 0 {
+		errs = append(errs, errors.New("UPLOAD_IDLE_TIMEOUT must be positive"))
+	}
 	v.DBMaxConns = min(v.DBMaxConns, maxConns)
+	v.ImportsMaxConns = min(v.ImportsMaxConns, maxConns)
+	v.ImportsMaxConcurrent = min(v.ImportsMaxConcurrent, int(v.ImportsMaxConns))
 	v.ReportsMaxConns = min(v.ReportsMaxConns, maxConns)
 	if v.ReportsDatabaseURL == "" {
 		v.ReportsDatabaseURL = v.DatabaseURL
@@ -654,4 +704,63 @@ func (switchList) namesOf(v string) []string {
 		}
 	}
 	return out
+}
+
+// rateLimitMode is RATE_LIMIT: on, off or auto.
+type rateLimitMode string
+
+const (
+	rateLimitOn   rateLimitMode = "on"
+	rateLimitOff  rateLimitMode = "off"
+	rateLimitAuto rateLimitMode = "auto"
+)
+
+// EnvDecode implements envconfig.Decoder.
+func (m *rateLimitMode) EnvDecode(v string) error {
+	switch v = strings.ToLower(v); v {
+	case "":
+		return nil
+	case string(rateLimitOn), string(rateLimitOff), string(rateLimitAuto):
+		*m = rateLimitMode(v)
+		return nil
+	}
+	return errors.New("must be on, off or auto")
+}
+
+// prefixList is a comma-separated list of addresses or CIDR prefixes.
+type prefixList string
+
+// EnvDecode implements envconfig.Decoder.
+func (l *prefixList) EnvDecode(v string) error {
+	if _, err := parsePrefixes(v); err != nil {
+		return err
+	}
+	*l = prefixList(v)
+	return nil
+}
+
+// prefixes returns the list's prefixes (an address is its own /32 or /128).
+func (l prefixList) prefixes() []netip.Prefix {
+	p, _ := parsePrefixes(string(l))
+	return p
+}
+
+func parsePrefixes(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(item); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("has %q, which is neither an address nor a CIDR prefix", item)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -258,5 +259,35 @@ func TestProductionRefusals(t *testing.T) {
 	}
 	if _, err := loadConfig(getenvOf(map[string]string{"BUYER_AUTH": "maybe"})); err == nil || !strings.Contains(err.Error(), "BUYER_AUTH") {
 		t.Errorf("BUYER_AUTH=maybe: %v", err)
+	}
+}
+
+func TestRateLimitConfig(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want bool
+	}{
+		{nil, false}, // development: the harnesses and make run are not limited
+		{map[string]string{"APP_ENV": "production"}, true},
+		{map[string]string{"APP_ENV": "production", "RATE_LIMIT": "off"}, false},
+		{map[string]string{"RATE_LIMIT": "ON"}, true},
+	} {
+		c, err := loadConfig(getenvOf(tc.env))
+		if err != nil || c.rateLimited() != tc.want {
+			t.Errorf("%v: rate limited %v, want %v (%v)", tc.env, c.rateLimited(), tc.want, err)
+		}
+	}
+	c, err := loadConfig(getenvOf(map[string]string{"TRUSTED_PROXIES": " 10.0.0.0/8, 192.168.1.7 ,::ffff:172.16.0.1, fd00::/8"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(c.TrustedProxies.prefixes()); got != "[10.0.0.0/8 192.168.1.7/32 172.16.0.1/32 fd00::/8]" {
+		t.Errorf("TRUSTED_PROXIES: %s", got)
+	}
+	_, err = loadConfig(getenvOf(map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8,proxy.local", "RATE_LIMIT": "sometimes", "RATE_LIMIT_WINDOW": "0s"}))
+	for _, want := range []string{`TRUSTED_PROXIES="10.0.0.0/8,proxy.local" has "proxy.local"`, `RATE_LIMIT="sometimes" must be on, off or auto`, "RATE_LIMIT_WINDOW must be positive"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want it to say %s", err, want)
+		}
 	}
 }
