@@ -7,7 +7,8 @@
 #      uses without DATABASE_URL; started with pg_ctlcluster when it is
 #      installed but down.
 # Then `shopd setup` creates the database if missing, migrates it and seeds
-# it when empty, and `shopd serve` takes over.
+# it when empty, and `shopd serve` takes over, with BUYER_AUTH=off unless
+# set (the original's clients send no buyer token; shopd warns).
 # Mail: when SMTP_ADDR is unset, Mailpit (a mail catcher with a web UI) is
 # built from the Go module proxy (once, into bin/), started on 127.0.0.1
 # (SMTP 1025, UI 8025, or the next free ports) and stopped when serve exits,
@@ -66,6 +67,12 @@ if [[ -z "${SMTP_ADDR:-}" ]]; then
   echo "run: Mailpit catches the order confirmations (SMTP $SMTP_ADDR); watch them arrive at http://localhost:$UI_PORT"
 fi
 
+# Buyer routes open, as the original's clients expect (they send no
+# token): shopd warns at start. BUYER_AUTH=on make run turns them on.
+export BUYER_AUTH=${BUYER_AUTH:-off}
+if [[ "$BUYER_AUTH" == off ]]; then
+  echo "run: WARNING: BUYER_AUTH=off: anyone can read any buyer's orders and check out on their account (BUYER_AUTH=on make run to require buyer tokens; docs/security.md)"
+fi
 echo "run: serving on http://localhost:${PORT:-3000} (Ctrl-C stops)"
 # serve runs as a child, not exec'd, so that Mailpit is stopped when it
 # exits; Ctrl-C and SIGTERM reach it as SIGTERM and it shuts down gracefully.

@@ -70,7 +70,7 @@ type Shopd struct {
 // StartShopd starts `shopd serve` listening on a free port of 127.0.0.1
 // (PORT=0) against cfg.DatabaseURL, and returns once it has logged where it
 // listens and GET /health answers 200. The environment is this process's,
-// then HOST, PORT, LOG_LEVEL=info, tracing off (DD_TRACE_ENABLED=false,
+// then HOST, PORT, LOG_LEVEL=info, BUYER_AUTH=off, tracing off (DD_TRACE_ENABLED=false,
 // DD_RUNTIME_METRICS_ENABLED=false) and DogStatsD metrics sent to the
 // discard port of 127.0.0.1 (DD_AGENT_HOST, DD_DOGSTATSD_PORT=9): the
 // metrics are still emitted, at their cost, but reach nobody's agent; then
@@ -91,6 +91,10 @@ func StartShopd(ctx context.Context, cfg ShopdConfig) (*Shopd, error) {
 		"DD_RUNTIME_METRICS_ENABLED=false",
 		"DD_AGENT_HOST=127.0.0.1",
 		"DD_DOGSTATSD_PORT=9", // discard
+		// The load generators act for many buyers by id, as the
+		// original's clients do (docs/security.md); cfg.Env may turn it
+		// back on.
+		"BUYER_AUTH=off",
 	)
 	cmd.Env = append(cmd.Env, cfg.Env...)
 	var logFile *os.File

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
@@ -40,6 +41,93 @@ func requireAdmin(tel *telemetry.Telemetry, token string) mux.MiddlewareFunc {
 				return
 			}
 			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// buyerKey is the context key of the request's buyer principal.
+type buyerKey struct{}
+
+// principal is who a request of a buyer route acts as: the admin (any
+// buyer), one customer, or anyone (buyer authentication off).
+type principal struct {
+	open     bool   // BuyerAuth off: the original's open routes
+	admin    bool   // the admin token
+	customer string // the customer of a buyer token
+}
+
+// withPrincipal returns ctx carrying p.
+func withPrincipal(r *http.Request, p principal) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), buyerKey{}, p))
+}
+
+// errNotYours is the answer to a request about another buyer: exactly what
+// an unknown user gets, so that ids cannot be probed.
+func errNotYours() error { return shop.Errorf(shop.ENOTFOUND, "User not found") }
+
+// mayActFor reports whether the request may read or write the data of
+// customer userID: with its own buyer token or the admin token, or when
+// buyer authentication is off. A request that no buyer middleware saw may
+// not: the routes fail closed.
+func mayActFor(r *http.Request, userID string) bool {
+	p, ok := r.Context().Value(buyerKey{}).(principal)
+	return ok && (p.open || p.admin || (p.customer != "" && p.customer == userID))
+}
+
+// openBuyers is the middleware of the buyer routes with buyer
+// authentication off (BUYER_AUTH=off): every request acts for anyone, as
+// in the original.
+func openBuyers() mux.MiddlewareFunc {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, withPrincipal(r, principal{open: true}))
+		})
+	}
+}
+
+// buyerChallenge is the WWW-Authenticate of a buyer route's 401;
+// invalidToken adds RFC 6750's error="invalid_token".
+func buyerChallenge(invalidToken bool) string {
+	if invalidToken {
+		return `Bearer realm="shoplab", error="invalid_token"`
+	}
+	return `Bearer realm="shoplab"`
+}
+
+// requireBuyer is the middleware of the buyer routes (routes.go): a
+// request must carry `Authorization: Bearer <token>` with a buyer token
+// (shop.TokenStore) or the admin token (when one is set). Without
+// credentials, or with a token that is unknown or revoked, it answers 401
+// with WWW-Authenticate; a buyer token admits the request for its own
+// customer only, which the handlers check (mayActFor: another customer's
+// id answers 404, as an unknown one does).
+func requireBuyer(tel *telemetry.Telemetry, tokens shop.TokenStore, adminToken string) mux.MiddlewareFunc {
+	admin := sha256.Sum256([]byte(adminToken))
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+			cred = strings.TrimSpace(cred)
+			if !strings.EqualFold(scheme, "Bearer") || cred == "" {
+				w.Header().Set("WWW-Authenticate", buyerChallenge(false))
+				writeError(w, r, tel, shop.Errorf(shop.EUNAUTHORIZED, "This endpoint requires an Authorization: Bearer <token> header with your buyer token."))
+				return
+			}
+			if adminToken != "" {
+				got := sha256.Sum256([]byte(cred))
+				if subtle.ConstantTimeCompare(got[:], admin[:]) == 1 {
+					next.ServeHTTP(w, withPrincipal(r, principal{admin: true}))
+					return
+				}
+			}
+			customer, err := tokens.BuyerByToken(r.Context(), shop.HashBuyerToken(cred))
+			if err != nil {
+				if shop.ErrorCode(err) == shop.EUNAUTHORIZED {
+					w.Header().Set("WWW-Authenticate", buyerChallenge(true))
+				}
+				writeError(w, r, tel, err)
+				return
+			}
+			next.ServeHTTP(w, withPrincipal(r, principal{customer: customer}))
 		})
 	}
 }

@@ -52,7 +52,7 @@ func newEnv(t testing.TB, configure ...func(*pgxpool.Config)) *testEnv {
 // when the test ends; reports get a store of their own on db's pool.
 func serve(t testing.TB, db *postgres.DB, cfg httpapi.Config, tel *telemetry.Telemetry, stats *telemetrytest.StatsdCapture, logs *observer.ObservedLogs) *testEnv {
 	t.Helper()
-	h := httpapi.NewServer(httpapi.Deps{Config: cfg, Telemetry: tel, Products: db, Orders: db, Reports: postgres.NewReports(db.Pool, 0), Users: db, DB: db})
+	h := httpapi.NewServer(httpapi.Deps{Config: cfg, Telemetry: tel, Products: db, Orders: db, Reports: postgres.NewReports(db.Pool, 0), Users: db, Tokens: db, DB: db})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &testEnv{db: db, srv: srv, tel: tel, stats: stats, logs: logs}

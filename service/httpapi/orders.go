@@ -16,15 +16,16 @@ import (
 	"github.com/shoplab/shoplab/service/telemetry"
 )
 
-// handleOrdersByUser answers the user's orders, newest first, as a JSON
+// handleOrdersByUser answers the user's orders (to that buyer or the admin:
+// another buyer's id is answered as an unknown one), newest first, as a JSON
 // array (the original's shape). Pages hold ?limit= orders (a default when
 // absent); when more exist, a Link header with rel="next" carries the
 // cursor of the next page.
 func handleOrdersByUser(tel *telemetry.Telemetry, orders shop.OrderStore, defLimit, maxLimit int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		userID := mux.Vars(r)["userId"]
-		if !shop.ValidID(userID) {
-			writeError(w, r, tel, shop.Errorf(shop.ENOTFOUND, "User not found"))
+		if !shop.ValidID(userID) || !mayActFor(r, userID) {
+			writeError(w, r, tel, errNotYours())
 			return
 		}
 		limit, fe := queryInt(r, "limit", defLimit, 1, maxLimit)
@@ -61,7 +62,9 @@ const (
 	ReplayedHeader       = "Idempotent-Replayed"
 )
 
-// handleCheckout places an order: 201 with the order, or the replayed
+// handleCheckout places an order for the buyer of the request's token (or
+// anyone's, with the admin token; another buyer's userId is answered as an
+// unknown one, 404): 201 with the order, or the replayed
 // order (with Idempotent-Replayed: true) when the Idempotency-Key header
 // names an earlier checkout of the same request. Every checkout is counted
 // and timed by outcome (see observeCheckout).
@@ -93,6 +96,14 @@ func checkout(w http.ResponseWriter, r *http.Request, orders shop.OrderStore, li
 			return shop.CheckoutResult{}, shop.Invalid(shop.FieldError{Field: IdempotencyKeyHeader, Code: "invalid",
 				Message: "send exactly one non-empty Idempotency-Key header"})
 		}
+	}
+	if !mayActFor(r, in.UserID) {
+		// Another buyer's id gets what an unknown id gets from the store:
+		// the cart's problems first, else 404 (ids cannot be probed).
+		if _, err := in.Validate(); err != nil {
+			return shop.CheckoutResult{}, err
+		}
+		return shop.CheckoutResult{}, errNotYours()
 	}
 	// The store validates the cart (shape, merged lines, key) before any
 	// SQL; validating here too would do that work twice per checkout.

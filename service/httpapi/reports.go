@@ -346,8 +346,8 @@ var reportTooLong = &shop.Error{Code: shop.EUNAVAILABLE, Message: "The report to
 func handleOrderReport(tel *telemetry.Telemetry, reports shop.ReportStore, sw shop.Switches, lim *reportLimiter, pace *rate.Limiter, retryAfter, maxDuration time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		userID := mux.Vars(r)["userId"]
-		if !shop.ValidID(userID) {
-			writeError(w, r, tel, shop.Errorf(shop.ENOTFOUND, "User not found"))
+		if !shop.ValidID(userID) || !mayActFor(r, userID) { // another buyer's: as unknown
+			writeError(w, r, tel, errNotYours())
 			return
 		}
 		name := r.URL.Query().Get("format")

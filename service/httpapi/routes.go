@@ -18,13 +18,28 @@ func addRoutes(r *mux.Router, d Deps) {
 	r.Handle("/products/{id}", handleGetProduct(tel, d.Products)).Methods("GET")
 	r.Handle("/products/{id}", handlePatchProduct(tel, d.Products, cfg.MaxBodyBytes)).Methods("PATCH")
 
-	r.Handle("/users", handleCreateUser(tel, d.Users, cfg.MaxBodyBytes)).Methods("POST")
+	r.Handle("/users", handleCreateUser(tel, d.Users, cfg.MaxBodyBytes, cfg.BuyerAuth)).Methods("POST") // issues a buyer token with BuyerAuth
 
+	// Buyer routes: a buyer's own data. requireBuyer asks for the buyer's
+	// token (or the admin token); the handlers answer another buyer's id
+	// with the 404 of an unknown one (mayActFor). BuyerAuth off
+	// (BUYER_AUTH=off, the original's clients) leaves them open. Like
+	// /admin, the subrouter has no PathPrefix (gorilla/mux#751).
+	buyer := r.NewRoute().Subrouter()
+	if cfg.BuyerAuth {
+		buyer.Use(requireBuyer(tel, d.Tokens, cfg.AdminToken))
+	} else {
+		buyer.Use(openBuyers())
+	}
 	// Before /orders/checkout, which notPath leaves to it: mux answers 405
 	// (Allow: POST) only when the last route the path matched failed on
 	// its method (gorilla/mux 1.8.1's Route.Match).
-	r.Handle("/orders/{userId}", handleOrdersByUser(tel, d.Orders, cfg.DefaultOrderLimit, cfg.MaxOrderLimit)).Methods("GET").MatcherFunc(notPath("/orders/checkout"))
-	r.Handle("/orders/checkout", handleCheckout(tel, d.Orders, cfg.MaxBodyBytes)).Methods("POST")
+	buyer.Handle("/orders/{userId}", handleOrdersByUser(tel, d.Orders, cfg.DefaultOrderLimit, cfg.MaxOrderLimit)).Methods("GET").MatcherFunc(notPath("/orders/checkout"))
+	buyer.Handle("/orders/checkout", handleCheckout(tel, d.Orders, cfg.MaxBodyBytes)).Methods("POST")
+	// Reports: at most ReportsMaxConcurrent at once (admitted after
+	// authentication); one pace shared by every download.
+	reportSlots, reportPace := newReportLimiter(tel, cfg.ReportsMaxConcurrent), newReportPace(cfg.ReportMaxLinesPerSec)
+	buyer.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports, d.Switches, reportSlots, reportPace, cfg.ReportRetryAfter, cfg.ReportMaxDuration)).Methods("GET")
 
 	// /admin/*: requireAdmin asks every route of this subrouter for the
 	// admin token (when one is set). An unknown /admin path or a wrong
@@ -40,9 +55,4 @@ func addRoutes(r *mux.Router, d Deps) {
 		admin.Handle("/admin/switches", handleListSwitches(d.Switches)).Methods("GET")
 		admin.Handle("/admin/switches/{name}", handleFlipSwitch(tel, d.Switches, cfg.MaxBodyBytes)).Methods("PUT")
 	}
-
-	// Reports: at most ReportsMaxConcurrent at once; one pace shared by
-	// every download.
-	reportSlots, reportPace := newReportLimiter(tel, cfg.ReportsMaxConcurrent), newReportPace(cfg.ReportMaxLinesPerSec)
-	r.Handle("/reports/orders/{userId}", handleOrderReport(tel, d.Reports, d.Switches, reportSlots, reportPace, cfg.ReportRetryAfter, cfg.ReportMaxDuration)).Methods("GET")
 }

@@ -15,9 +15,10 @@ import (
 )
 
 // Config holds the edge's limits. A zero field takes DefaultConfig's value
-// (NewServer fills them), except AdminToken, ReportMaxLinesPerSec and
-// UploadMinBytesPerSec, whose zero values mean "open", "unpaced" and "no
-// minimum rate".
+// (NewServer fills them), except AdminToken, BuyerAuth, ReportMaxLinesPerSec
+// and UploadMinBytesPerSec, whose zero values mean "open", "open",
+// "unpaced" and "no minimum rate". (shopd turns BuyerAuth on unless
+// BUYER_AUTH=off.)
 type Config struct {
 	// MaxBodyBytes bounds ordinary JSON bodies.
 	MaxBodyBytes int64
@@ -31,6 +32,10 @@ type Config struct {
 	// AdminToken, when set, is the bearer token that every /admin/* route
 	// requires; empty leaves them open.
 	AdminToken string
+	// BuyerAuth makes GET /orders/{userId}, GET /reports/orders/{userId}
+	// and POST /orders/checkout require the buyer's own token (Deps.Tokens)
+	// or AdminToken; false leaves them open to anyone, as in the original.
+	BuyerAuth bool
 	// DefaultOrderLimit is the page size of GET /orders/{userId} without ?limit=.
 	DefaultOrderLimit int
 	// MaxOrderLimit bounds ?limit= of GET /orders/{userId}.
@@ -144,7 +149,9 @@ type Deps struct {
 	// pool), so that reports never take the connections of the others.
 	Reports shop.ReportStore
 	Users   shop.UserStore
-	DB      shop.Pinger
+	// Tokens authenticates buyers; required with Config.BuyerAuth.
+	Tokens shop.TokenStore
+	DB     shop.Pinger
 	// Switches, when set, are the chaos switches (docs/switches.md): the
 	// edge's defects (raw-errors, report-in-process) follow them, and
 	// /admin/switches lists and flips them. Nil (production) turns them all
@@ -165,6 +172,9 @@ type Deps struct {
 // in request-id and recovery middleware.
 func NewServer(d Deps) http.Handler {
 	d.Config = d.Config.withDefaults()
+	if d.Config.BuyerAuth && d.Tokens == nil {
+		panic("httpapi: Config.BuyerAuth needs Deps.Tokens")
+	}
 	tel := d.Telemetry
 	r := muxtrace.NewRouter(muxtrace.WithService(tel.Config.Service))
 	r.NotFoundHandler = handleNotFound(tel)

@@ -27,13 +27,28 @@ INSERT INTO customers (email, name)
 SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM merchants WHERE email = $1)
 RETURNING id::text, email, name, 'customer', created_at`
 
+// createCustomerWithTokenSQL is createCustomerSQL plus the hash $3 of the
+// buyer token issued with the account, in the one statement (only with a
+// token: without one, nothing here needs buyer_tokens, which a schema
+// walked step by step through the users split may not have yet).
+const createCustomerWithTokenSQL = `-- name: users.create_customer_with_token
+WITH c AS (
+    INSERT INTO customers (email, name)
+    SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM merchants WHERE email = $1)
+    RETURNING id, email, name, created_at
+), t AS (
+    INSERT INTO buyer_tokens (customer_id, hash) SELECT id, $3 FROM c
+)
+SELECT id::text, email, name, 'customer', created_at FROM c`
+
 const createMerchantSQL = `-- name: users.create_merchant
 INSERT INTO merchants (email, name)
 SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM customers WHERE email = $1)
 RETURNING id::text, email, name, 'merchant', created_at`
 
 // CreateUser stores a validated customer or merchant: into users before
-// the users split's contract step, into customers or merchants after it.
+// the users split's contract step, into customers or merchants after it;
+// with a customer, nu.TokenHash (when set) in the same transaction.
 // Errors: EINVALID, ECONFLICT (the email is taken), EUNAVAILABLE,
 // EINTERNAL.
 func (db *DB) CreateUser(ctx context.Context, nu shop.NewUser) (shop.User, error) {
@@ -45,17 +60,28 @@ func (db *DB) CreateUser(ctx context.Context, nu shop.NewUser) (shop.User, error
 	defer c.Release()
 	err = db.users.run(ctx, db.Pool, func(m usersMode) error {
 		return inTx(ctx, c, nil, func(tx pgx.Tx) error {
+			var hash []byte
+			if nu.TokenHash != nil && nu.UserType == shop.UserTypeCustomer {
+				hash = nu.TokenHash[:]
+			}
 			if m != usersContracted {
-				return tx.QueryRow(ctx, createUserSQL, nu.Email, nu.Name, nu.UserType).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt)
+				if err := tx.QueryRow(ctx, createUserSQL, nu.Email, nu.Name, nu.UserType).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt); err != nil || hash == nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, insertTokenSQL, u.ID, hash)
+				return err
 			}
 			if _, err := tx.Exec(ctx, lockEmailSQL, nu.Email); err != nil {
 				return err
 			}
-			q := createCustomerSQL
-			if nu.UserType == shop.UserTypeMerchant {
+			q, args := createCustomerSQL, []any{nu.Email, nu.Name}
+			switch {
+			case nu.UserType == shop.UserTypeMerchant:
 				q = createMerchantSQL
+			case hash != nil:
+				q, args = createCustomerWithTokenSQL, append(args, hash)
 			}
-			err := tx.QueryRow(ctx, q, nu.Email, nu.Name).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt)
+			err := tx.QueryRow(ctx, q, args...).Scan(&u.ID, &u.Email, &u.Name, &u.UserType, &u.CreatedAt)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return errEmailTaken(nu.Email)
 			}

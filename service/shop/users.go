@@ -24,6 +24,10 @@ type NewUser struct {
 	Email    string // trimmed and lower-cased
 	Name     string // trimmed
 	UserType string // UserTypeCustomer or UserTypeMerchant
+	// TokenHash, when set, is the hash of the buyer token issued with a
+	// customer's account (NewBuyerToken): stored with it, in the same
+	// transaction. Ignored for a merchant.
+	TokenHash *TokenHash
 }
 
 // Validate checks in and returns the user to store, or every field problem
@@ -90,8 +94,9 @@ func (in UserInput) Validate() (NewUser, error) {
 
 // UserStore creates accounts.
 type UserStore interface {
-	// CreateUser stores a validated customer or merchant and returns it.
-	// An email belongs to one account only, customers and merchants alike.
+	// CreateUser stores a validated customer or merchant and returns it,
+	// and for a customer u.TokenHash when set. An email belongs to one
+	// account only, customers and merchants alike.
 	// Errors: EINVALID, ECONFLICT (the email is taken), EUNAVAILABLE,
 	// EINTERNAL.
 	CreateUser(ctx context.Context, u NewUser) (User, error)

@@ -70,8 +70,8 @@ func openImportsPool(ctx context.Context, cfg config, tel *telemetry.Telemetry) 
 // serve HTTP until ctx ends; then stop serving, stop the background work
 // and wait for it, and only then close the pools.
 func serve(ctx context.Context, cfg config, stdout io.Writer) error {
-	if cfg.AdminToken == "" && cfg.production() {
-		return errors.New("ADMIN_TOKEN is not set: refusing to serve the admin endpoints unauthenticated with APP_ENV=production")
+	if err := productionRefusals(cfg); err != nil {
+		return err
 	}
 	board, closeSwitches, err := openSwitches(ctx, cfg)
 	if err != nil {
@@ -86,6 +86,10 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	log := tel.Log
 	if cfg.AdminToken == "" {
 		log.Warn("ADMIN_TOKEN is not set: /admin/* endpoints (bulk import, inventory) are open to anyone; set it outside development",
+			zap.String("app_env", cfg.AppEnv))
+	}
+	if !cfg.BuyerAuth {
+		log.Warn("BUYER_AUTH=off: anyone who knows a customer's id reads their orders and reports and checks out on their account; for the original's clients only, never outside development",
 			zap.String("app_env", cfg.AppEnv))
 	}
 	if board != nil {
@@ -248,6 +252,7 @@ func newHandler(stopping context.Context, cfg config, tel *telemetry.Telemetry, 
 			MaxImportRows:          int(cfg.MaxImportRows),
 			ImportProgressRows:     int(cfg.ImportProgressRows),
 			AdminToken:             cfg.AdminToken,
+			BuyerAuth:              bool(cfg.BuyerAuth),
 			ProductsV1DeprecatedAt: cfg.ProductsV1DeprecatedAt.Time,
 			ProductsV1Sunset:       cfg.ProductsV1Sunset.Time,
 			ReportsMaxConcurrent:   cfg.ReportsMaxConcurrent,
@@ -263,6 +268,7 @@ func newHandler(stopping context.Context, cfg config, tel *telemetry.Telemetry, 
 		Orders:    st.db,
 		Reports:   st.reports,
 		Users:     st.db,
+		Tokens:    st.db,
 		DB:        st.db,
 		Switches:  st.switches,
 		RateLimit: rl,

@@ -50,8 +50,9 @@ type ServerVars struct {
 	Host            string        `env:"HOST" unset:"all interfaces" desc:"address to listen on"`
 	Port            listenPort    `env:"PORT" desc:"port to listen on (0 picks a free one; the log says which)"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" desc:"how long in-flight requests may finish after SIGTERM"`
-	AdminToken      string        `env:"ADMIN_TOKEN" unset:"unset" desc:"bearer token that every /admin/* route requires; unset leaves them open (with a warning at start)"`
-	AppEnv          string        `env:"APP_ENV" desc:"production makes shopd serve refuse to start without ADMIN_TOKEN, or with any chaos switch on"`
+	AdminToken      string        `env:"ADMIN_TOKEN" unset:"unset" desc:"bearer token that every /admin/* route requires (and that acts for any buyer); unset leaves /admin open (with a warning at start); in production at least 32 characters"`
+	BuyerAuth       onOff         `env:"BUYER_AUTH" desc:"on: GET /orders/{userId}, GET /reports/orders/{userId} and POST /orders/checkout require the buyer's own token or ADMIN_TOKEN (docs/security.md); off: open to anyone as in the original, for its clients (with a warning at start; refused in production)"`
+	AppEnv          string        `env:"APP_ENV" desc:"production (any case; prod too) makes shopd serve refuse to start without an ADMIN_TOKEN of at least 32 characters, with BUYER_AUTH=off, or with any chaos switch on"`
 }
 
 // DatabaseVars configure the main pool.
@@ -175,7 +176,43 @@ type config struct {
 }
 
 // production reports whether APP_ENV says the service runs in production.
-func (c config) production() bool { return c.AppEnv == "production" }
+func (c config) production() bool { return isProduction(c.AppEnv) }
+
+// isProduction reports whether an APP_ENV value names production, however
+// it is spelt: production or prod, in any case, with surrounding spaces.
+// Every production rule of shopd asks this one function.
+func isProduction(appEnv string) bool {
+	switch strings.ToLower(strings.TrimSpace(appEnv)) {
+	case "production", "prod":
+		return true
+	}
+	return false
+}
+
+// minProductionAdminToken is the shortest ADMIN_TOKEN serve accepts in
+// production (32 characters: 192 bits and more of a random token).
+const minProductionAdminToken = 32
+
+// productionRefusals is why serve refuses to start with cfg in
+// production (nil outside production, or when nothing is wrong); the chaos
+// switches are checked apart (openSwitches), as they are read from a file.
+func productionRefusals(cfg config) error {
+	if !cfg.production() {
+		return nil
+	}
+	var errs []error
+	switch {
+	case cfg.AdminToken == "":
+		errs = append(errs, errors.New("ADMIN_TOKEN is not set: refusing to serve the admin endpoints unauthenticated with APP_ENV=production"))
+	case len(cfg.AdminToken) < minProductionAdminToken:
+		errs = append(errs, fmt.Errorf("ADMIN_TOKEN is %d characters: refusing a production admin token shorter than %d (generate one: openssl rand -hex 32)",
+			len(cfg.AdminToken), minProductionAdminToken))
+	}
+	if !cfg.BuyerAuth {
+		errs = append(errs, errors.New("BUYER_AUTH=off: refusing to serve buyers' orders, reports and checkouts unauthenticated with APP_ENV=production"))
+	}
+	return errors.Join(errs...)
+}
 
 // rateLimited reports whether the per-client rate limit is on: RATE_LIMIT
 // on, or auto in production.
@@ -201,6 +238,7 @@ func defaultVars() vars {
 		ServerVars: ServerVars{
 			Port:            "3000",
 			ShutdownTimeout: 15 * time.Second,
+			BuyerAuth:       true,
 			AppEnv:          "development",
 		},
 		DatabaseVars: DatabaseVars{
@@ -499,6 +537,29 @@ func (vr variable) check(f reflect.Value) string {
 		return vr.intRange()
 	}
 	return ""
+}
+
+// onOff is a switch: on or off (also true/false, 1/0, yes/no).
+type onOff bool
+
+// EnvDecode implements envconfig.Decoder.
+func (o *onOff) EnvDecode(v string) error {
+	switch strings.ToLower(v) {
+	case "on", "true", "1", "yes":
+		*o = true
+	case "off", "false", "0", "no":
+		*o = false
+	default:
+		return errors.New("must be on or off")
+	}
+	return nil
+}
+
+func (o onOff) String() string {
+	if o {
+		return "on"
+	}
+	return "off"
 }
 
 // listenPort is a port to listen on, 0 to 65535 (0: any free one).

@@ -207,6 +207,61 @@ func TestREADMEConfig(t *testing.T) {
 	t.Errorf("README.md's configuration tables differ from service/cmd/shopd/config.go: run `make config-docs` (or go test ./service/cmd/shopd -run TestREADMEConfig -update)\n--- README\n%s\n--- generated\n%s", got, want)
 }
 
+// TestProductionRefusals: production is recognised however APP_ENV spells
+// it, and then serve's configuration is refused without an ADMIN_TOKEN of
+// 32 characters or more, or with BUYER_AUTH=off; outside production both
+// are allowed.
+func TestProductionRefusals(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("k", minProductionAdminToken)
+	for _, env := range []string{"production", "Production", "PROD", "prod", "  production  "} {
+		if !isProduction(env) {
+			t.Errorf("isProduction(%q) = false", env)
+		}
+	}
+	for _, env := range []string{"", "development", "staging", "preprod", "production-like"} {
+		if isProduction(env) {
+			t.Errorf("isProduction(%q) = true", env)
+		}
+	}
+	for _, c := range []struct {
+		env  map[string]string
+		want []string // substrings of the refusal; none: accepted
+	}{
+		{map[string]string{"APP_ENV": " Prod ", "ADMIN_TOKEN": long}, nil},
+		{map[string]string{"APP_ENV": "Production"}, []string{"ADMIN_TOKEN is not set"}},
+		{map[string]string{"APP_ENV": "prod", "ADMIN_TOKEN": long[1:]}, []string{"ADMIN_TOKEN is 31 characters"}},
+		{map[string]string{"APP_ENV": "production", "ADMIN_TOKEN": "short", "BUYER_AUTH": "off"}, []string{"ADMIN_TOKEN is 5", "BUYER_AUTH=off"}},
+		{map[string]string{"APP_ENV": "development", "BUYER_AUTH": "off"}, nil},
+		{map[string]string{"ADMIN_TOKEN": "short"}, nil},
+	} {
+		cfg, err := loadConfig(getenvOf(c.env))
+		if err != nil {
+			t.Fatalf("%v: %v", c.env, err)
+		}
+		err = productionRefusals(cfg)
+		if (err == nil) != (len(c.want) == 0) {
+			t.Errorf("%v: %v", c.env, err)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: %v, want it to say %q", c.env, err, w)
+			}
+		}
+	}
+	// BUYER_AUTH: on by default; on/off and the usual booleans.
+	for in, want := range map[string]onOff{"": true, "on": true, "OFF": false, "false": false, "1": true} {
+		cfg, err := loadConfig(getenvOf(map[string]string{"BUYER_AUTH": in}))
+		if err != nil || cfg.BuyerAuth != want {
+			t.Errorf("BUYER_AUTH=%q: %v %v", in, cfg.BuyerAuth, err)
+		}
+	}
+	if _, err := loadConfig(getenvOf(map[string]string{"BUYER_AUTH": "maybe"})); err == nil || !strings.Contains(err.Error(), "BUYER_AUTH") {
+		t.Errorf("BUYER_AUTH=maybe: %v", err)
+	}
+}
+
 func TestRateLimitConfig(t *testing.T) {
 	for _, tc := range []struct {
 		env  map[string]string

@@ -1,7 +1,8 @@
 // Command shopd is the shoplab service: `shopd serve` runs the HTTP API
 // (and an outbox relay), `shopd relay` only the relay, `shopd outbox`
 // inspects and requeues order confirmations,
-// `shopd migrate up|down|status` manages the schema, `shopd seed` loads the
+// `shopd migrate up|down|status` manages the schema, `shopd token`
+// issues and revokes buyer tokens, `shopd seed` loads the
 // demo dataset, `shopd setup` does what a fresh machine needs (create
 // the database, migrate, seed when empty), and `shopd backfill|verify
 // users-split` carry out the users split (docs/schema-split.md).
@@ -47,6 +48,10 @@ commands:
   outbox status         count pending and dead confirmations, age of the oldest
   outbox requeue-dead [order-id...]
                         give dead confirmations (all, or those orders') new attempts
+  token issue EMAIL     issue a buyer token to an existing customer (printed once; only its
+                        hash is stored)
+  token revoke TOKEN|ID revoke a buyer token (the token itself, or its id from token list)
+  token list EMAIL      list a customer's tokens: ids, created, last used, revoked
   config NAME...        print the value shopd uses for each variable (set or default)
   help config [-markdown]
                         list every environment variable with its default and meaning
@@ -97,6 +102,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return relayCommand(ctx, cfg, stdout)
 	case "outbox":
 		return outbox(ctx, cfg, args[2:], stdout)
+	case "token":
+		return tokenCommand(ctx, cfg, args[2:], stdout)
 	case "config":
 		return printConfig(cfg, args[2:], stdout)
 	}

@@ -127,7 +127,8 @@ func TestRunEndToEnd(t *testing.T) {
 		"DATABASE_URL": dsn, "PORT": "0", "HOST": "127.0.0.1",
 		// Tracing on with no Datadog agent anywhere: the agent is optional.
 		"DD_TRACE_ENABLED": "true", "DD_AGENT_HOST": "127.0.0.1", "DD_TRACE_AGENT_PORT": "1", "DD_DOGSTATSD_PORT": "1",
-		"LOG_LEVEL": "info", "SHUTDOWN_TIMEOUT": "5s",
+		"BUYER_AUTH": "off", // checkouts and reports by id, as the original's clients do
+		"LOG_LEVEL":  "info", "SHUTDOWN_TIMEOUT": "5s",
 	}
 	getenv := func(k string) string { return env[k] }
 	ctx := t.Context()
@@ -152,11 +153,14 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 
 	base, logs, stop := startServe(t, getenv)
-	warned, warnedAutovacuum := false, false
+	warned, warnedAutovacuum, warnedBuyers := false, false, false
 	for _, line := range logs.snapshot() {
 		var l struct{ Msg, Level string }
 		if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Msg, "ADMIN_TOKEN is not set") && l.Level == "warn" {
 			warned = true
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Msg, "BUYER_AUTH=off") && l.Level == "warn" {
+			warnedBuyers = true
 		}
 		if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Msg, autovacuumWarning) && l.Level == "warn" {
 			warnedAutovacuum = true
@@ -164,6 +168,9 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if !warned {
 		t.Error("serve did not warn that ADMIN_TOKEN is unset")
+	}
+	if !warnedBuyers {
+		t.Error("serve did not warn that BUYER_AUTH is off")
 	}
 	if warnedAutovacuum != (autovacuum == "off") {
 		t.Errorf("serve with autovacuum %s: warned %v", autovacuum, warnedAutovacuum)

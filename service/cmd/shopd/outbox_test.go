@@ -25,7 +25,8 @@ func TestOutboxCommands(t *testing.T) {
 	env := map[string]string{
 		"DATABASE_URL": dsn, "PORT": "0", "HOST": "127.0.0.1",
 		"DD_TRACE_ENABLED": "false", "DD_AGENT_HOST": "127.0.0.1", "DD_DOGSTATSD_PORT": "1",
-		"LOG_LEVEL": "info", "SHUTDOWN_TIMEOUT": "5s",
+		"BUYER_AUTH": "off", // checkouts and reports by id, as the original's clients do
+		"LOG_LEVEL":  "info", "SHUTDOWN_TIMEOUT": "5s",
 		"SMTP_ADDR": srv.Addr(), "MAIL_FROM": "shoplab <orders@shop.test>", "RELAY_INTERVAL": "20ms",
 	}
 	getenv := func(k string) string { return env[k] }

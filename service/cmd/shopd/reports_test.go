@@ -60,6 +60,7 @@ func TestServeReports(t *testing.T) {
 	env := map[string]string{
 		"DATABASE_URL": dsn, "PORT": "0", "HOST": "127.0.0.1", "PGAPPNAME": app,
 		"DD_TRACE_ENABLED": "false", "DD_AGENT_HOST": "127.0.0.1", "DD_DOGSTATSD_PORT": "1",
+		"BUYER_AUTH":        "off", // checkouts and reports by id, as the original's clients do
 		"REPORTS_MAX_CONNS": "1", "REPORTS_MAX_CONCURRENT": "1", "REPORTS_STATEMENT_TIMEOUT": "10s",
 		// Paced, so that the first download (about 400 lines, 250 of them
 		// at once) still holds the only slot when the second asks: unpaced,

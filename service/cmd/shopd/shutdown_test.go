@@ -27,6 +27,7 @@ func TestShutdownWithWorkInFlight(t *testing.T) {
 		"DATABASE_URL": dsn, "PORT": "0", "HOST": "127.0.0.1", "DD_TRACE_ENABLED": "false",
 		"DD_AGENT_HOST": "127.0.0.1", "DD_DOGSTATSD_PORT": "1", "LOG_LEVEL": "info",
 		"SHUTDOWN_TIMEOUT": "15s", "SMTP_ADDR": "",
+		"BUYER_AUTH": "off", // checkouts by id, as the original's clients do
 	}
 	getenv := func(k string) string { return env[k] }
 	ctx := t.Context()

@@ -24,7 +24,7 @@ func TestServeRefusesSwitchesInProduction(t *testing.T) {
 	if err := os.WriteFile(file, []byte(`{"flags":{"unlocked-stock":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	base := map[string]string{"APP_ENV": "production", "ADMIN_TOKEN": "secret", "PORT": "0", "HOST": "127.0.0.1",
+	base := map[string]string{"APP_ENV": "production", "ADMIN_TOKEN": "secret-of-thirty-two-characters!", "PORT": "0", "HOST": "127.0.0.1",
 		"DATABASE_URL": "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1", "DD_TRACE_ENABLED": "false"}
 	for name, tc := range map[string]struct{ key, value, want string }{
 		"Env":  {"SWITCHES", "raw-errors", "raw-errors"},
