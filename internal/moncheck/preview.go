@@ -334,35 +334,44 @@ func reduce(pts []ddquery.Point, agg string) (float64, bool) {
 
 func (p *page) queryValue(d *datadogV1.QueryValueWidgetDefinition) {
 	fmt.Fprintf(&p.b, `<div class="w"><h4>%s</h4>`, esc(d.GetTitle()))
+	prec := 2
+	if d.Precision != nil {
+		prec = int(*d.Precision)
+	}
 	var texts []string
 	shown := false
 	for _, req := range d.Requests {
-		r, err := p.parse(req.Queries, req.Formulas)
-		texts = append(texts, r.texts...)
-		if err != nil {
-			fmt.Fprintf(&p.b, `<p class="err">%s</p>`, esc(err.Error()))
-			continue
-		}
-		for _, f := range r.formulas {
-			vals, err := p.scalar(r, f)
-			if err != nil {
-				fmt.Fprintf(&p.b, `<p class="err">%s</p>`, esc(err.Error()))
-				continue
-			}
-			for _, g := range sortedKeys(vals) {
-				prec := 2
-				if d.Precision != nil {
-					prec = int(*d.Precision)
-				}
-				fmt.Fprintf(&p.b, `<p class="big">%s %s</p>`, strconvF(vals[g], prec), esc(d.GetCustomUnit()))
-				shown = true
-			}
-		}
+		texts = append(texts, p.eachScalar(req.Queries, req.Formulas, func(_ string, v float64) {
+			fmt.Fprintf(&p.b, `<p class="big">%s %s</p>`, strconvF(v, prec), esc(d.GetCustomUnit()))
+			shown = true
+		})...)
 	}
 	if !shown {
 		p.b.WriteString(`<p class="nodata">no data in this run</p>`)
 	}
 	fmt.Fprintf(&p.b, `<p class="q">%s over the whole run</p></div>`, esc(strings.Join(texts, " · ")))
+}
+
+// eachScalar evaluates every formula of one widget request over the whole
+// run and calls fn with each group's value, groups in order; a query or
+// formula that fails is shown in place. It returns the queries' texts.
+func (p *page) eachScalar(queries []datadogV1.FormulaAndFunctionQueryDefinition, formulas []datadogV1.WidgetFormula, fn func(group string, v float64)) []string {
+	r, err := p.parse(queries, formulas)
+	if err != nil {
+		fmt.Fprintf(&p.b, `<p class="err">%s</p>`, esc(err.Error()))
+		return r.texts
+	}
+	for _, f := range r.formulas {
+		vals, err := p.scalar(r, f)
+		if err != nil {
+			fmt.Fprintf(&p.b, `<p class="err">%s</p>`, esc(err.Error()))
+			continue
+		}
+		for _, g := range sortedKeys(vals) {
+			fn(g, vals[g])
+		}
+	}
+	return r.texts
 }
 
 func (p *page) toplist(d *datadogV1.ToplistWidgetDefinition) {
@@ -374,22 +383,9 @@ func (p *page) toplist(d *datadogV1.ToplistWidgetDefinition) {
 	}
 	var rows []row
 	for _, req := range d.Requests {
-		r, err := p.parse(req.Queries, req.Formulas)
-		texts = append(texts, r.texts...)
-		if err != nil {
-			fmt.Fprintf(&p.b, `<p class="err">%s</p>`, esc(err.Error()))
-			continue
-		}
-		for _, f := range r.formulas {
-			vals, err := p.scalar(r, f)
-			if err != nil {
-				fmt.Fprintf(&p.b, `<p class="err">%s</p>`, esc(err.Error()))
-				continue
-			}
-			for g, v := range vals {
-				rows = append(rows, row{g, v})
-			}
-		}
+		texts = append(texts, p.eachScalar(req.Queries, req.Formulas, func(g string, v float64) {
+			rows = append(rows, row{g, v})
+		})...)
 	}
 	if len(rows) == 0 {
 		p.b.WriteString(`<p class="nodata">no data in this run</p>`)
