@@ -14,7 +14,12 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate bench-compare
+.PHONY: deps build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate bench-compare
+
+## deps: install the Debian packages the tests and gates use when missing
+## (nodejs, npm, postgresql-client, pgbench, pgbouncer, pg_auto_failover); needs root
+deps:
+	./scripts/install-deps.sh
 
 build:
 	$(GO) build -o $(BIN) ./service/cmd/shopd
