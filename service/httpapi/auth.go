@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/gorilla/mux"
 
@@ -94,40 +95,100 @@ func buyerChallenge(invalidToken bool) string {
 	return `Bearer realm="shoplab"`
 }
 
-// requireBuyer is the middleware of the buyer routes (routes.go): a
-// request must carry `Authorization: Bearer <token>` with a buyer token
-// (shop.TokenStore) or the admin token (when one is set). Without
-// credentials, or with a token that is unknown or revoked, it answers 401
-// with WWW-Authenticate; a buyer token admits the request for its own
-// customer only, which the handlers check (mayActFor: another customer's
-// id answers 404, as an unknown one does).
-func requireBuyer(tel *telemetry.Telemetry, tokens shop.TokenStore, adminToken string) mux.MiddlewareFunc {
+// credential is what a request's Authorization header proves: nothing
+// (no Bearer credential), the admin token, a buyer token's customer, or an
+// error (EUNAUTHORIZED: the token is unknown or revoked; EUNAVAILABLE: it
+// could not be looked up in time).
+type credential struct {
+	present  bool   // a Bearer credential was sent
+	admin    bool   // it is the admin token (when one is set)
+	customer string // it is a valid buyer token of this customer
+	err      error  // it is neither, or could not be checked
+}
+
+// credKey is the context key of a request's *lazyCredential.
+type credKey struct{}
+
+// lazyCredential resolves a request's credential at most once, when the
+// first middleware asks: the rate limit (to key the request on who it is)
+// and requireBuyer (to admit it) share one token look-up, and a request
+// that neither asks about costs none.
+type lazyCredential struct {
+	once    sync.Once
+	c       credential
+	resolve func() credential
+}
+
+// withCredentials is the router middleware that makes a request's
+// credential available to credentialOf: the admin token compared in
+// constant time, else a buyer token looked up by its hash (tokens nil:
+// buyer tokens are not checked and count as no proof).
+func withCredentials(tokens shop.TokenStore, adminToken string) mux.MiddlewareFunc {
 	admin := sha256.Sum256([]byte(adminToken))
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
-			cred = strings.TrimSpace(cred)
-			if !strings.EqualFold(scheme, "Bearer") || cred == "" {
+			lc := &lazyCredential{resolve: func() credential {
+				scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+				cred = strings.TrimSpace(cred)
+				if !strings.EqualFold(scheme, "Bearer") || cred == "" {
+					return credential{}
+				}
+				if adminToken != "" {
+					// Comparing digests takes the same time whatever the
+					// token's length and however much of it matches.
+					got := sha256.Sum256([]byte(cred))
+					if subtle.ConstantTimeCompare(got[:], admin[:]) == 1 {
+						return credential{present: true, admin: true}
+					}
+				}
+				if tokens == nil {
+					return credential{present: true, err: shop.Errorf(shop.EUNAUTHORIZED, "The buyer token is not valid or was revoked.")}
+				}
+				customer, err := tokens.BuyerByToken(r.Context(), shop.HashBuyerToken(cred))
+				return credential{present: true, customer: customer, err: err}
+			}}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), credKey{}, lc)))
+		})
+	}
+}
+
+// credentialOf returns the request's credential, resolving it on first
+// use. A request that withCredentials did not see proves nothing.
+func credentialOf(r *http.Request) credential {
+	lc, ok := r.Context().Value(credKey{}).(*lazyCredential)
+	if !ok {
+		return credential{}
+	}
+	lc.once.Do(func() { lc.c = lc.resolve() })
+	return lc.c
+}
+
+// requireBuyer is the middleware of the buyer routes (routes.go): a
+// request must carry `Authorization: Bearer <token>` with a buyer token
+// (shop.TokenStore) or the admin token (when one is set), as
+// withCredentials resolved it. Without credentials, or with a token that
+// is unknown or revoked, it answers 401 with WWW-Authenticate; a buyer
+// token admits the request for its own customer only, which the handlers
+// check (mayActFor: another customer's id answers 404, as an unknown one
+// does).
+func requireBuyer(tel *telemetry.Telemetry) mux.MiddlewareFunc {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c := credentialOf(r)
+			switch {
+			case !c.present:
 				w.Header().Set("WWW-Authenticate", buyerChallenge(false))
 				writeError(w, r, tel, shop.Errorf(shop.EUNAUTHORIZED, "This endpoint requires an Authorization: Bearer <token> header with your buyer token."))
-				return
-			}
-			if adminToken != "" {
-				got := sha256.Sum256([]byte(cred))
-				if subtle.ConstantTimeCompare(got[:], admin[:]) == 1 {
-					next.ServeHTTP(w, withPrincipal(r, principal{admin: true}))
-					return
-				}
-			}
-			customer, err := tokens.BuyerByToken(r.Context(), shop.HashBuyerToken(cred))
-			if err != nil {
-				if shop.ErrorCode(err) == shop.EUNAUTHORIZED {
+			case c.admin:
+				next.ServeHTTP(w, withPrincipal(r, principal{admin: true}))
+			case c.err != nil:
+				if shop.ErrorCode(c.err) == shop.EUNAUTHORIZED {
 					w.Header().Set("WWW-Authenticate", buyerChallenge(true))
 				}
-				writeError(w, r, tel, err)
-				return
+				writeError(w, r, tel, c.err)
+			default:
+				next.ServeHTTP(w, withPrincipal(r, principal{customer: c.customer}))
 			}
-			next.ServeHTTP(w, withPrincipal(r, principal{customer: customer}))
 		})
 	}
 }

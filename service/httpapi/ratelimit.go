@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -71,7 +69,7 @@ func rateLimit(tel *telemetry.Telemetry, rl RateLimit) mux.MiddlewareFunc {
 				next.ServeHTTP(w, r)
 				return
 			}
-			kind, key := clientKey(r, rl.TrustedProxies)
+			kind, key := clientKey(r, credentialOf(r), rl.TrustedProxies)
 			tokens, remaining, reset, ok, err := rl.Limiter.Take(r.Context(), kind+":"+key)
 			if err != nil {
 				telemetry.Logger(r.Context(), tel.Log).Warn("rate limiter failed; request let through", zap.Error(err))
@@ -104,19 +102,22 @@ func routeTemplate(r *http.Request) string {
 	return ""
 }
 
-// clientKey says whose budget a request spends: "token" and a hash of the
-// bearer credential when the request presents one (the credential itself
-// is never kept), else "addr" and the client's address (an IPv6 client's
-// /64, which one host usually holds whole). The address is the
-// connection's peer unless that peer is a trusted proxy, in which case it
-// is the right-most X-Forwarded-For entry that is not one: entries left of
-// it were written by the client and are not believed.
-func clientKey(r *http.Request, trusted []netip.Prefix) (kind, key string) {
-	if auth := r.Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
-		if tok := strings.TrimSpace(auth[7:]); tok != "" {
-			sum := sha256.Sum256([]byte(tok))
-			return "token", hex.EncodeToString(sum[:16])
-		}
+// clientKey says whose budget a request spends: "admin" for the admin
+// token; "buyer" and the customer's id for a valid buyer token (all of a
+// customer's tokens share one budget); otherwise, with no credential or
+// one that proves nothing (invented, revoked, or not checkable in time),
+// "addr" and the client's address, so that inventing bearer values buys
+// no new budget. The address is an IPv6 client's /64, which one host
+// usually holds whole, and the connection's peer unless that peer is a
+// trusted proxy, in which case it is the right-most X-Forwarded-For entry
+// that is not one: entries left of it were written by the client and are
+// not believed.
+func clientKey(r *http.Request, c credential, trusted []netip.Prefix) (kind, key string) {
+	switch {
+	case c.admin:
+		return "admin", "admin"
+	case c.customer != "" && c.err == nil:
+		return "buyer", c.customer
 	}
 	addr := peerAddr(r.RemoteAddr)
 	if addr.IsValid() && isTrusted(addr, trusted) {

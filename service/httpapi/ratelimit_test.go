@@ -19,9 +19,13 @@ import (
 	"github.com/shoplab/shoplab/service/httpapi"
 	"github.com/shoplab/shoplab/service/internal/pgtest"
 	"github.com/shoplab/shoplab/service/postgres"
+	"github.com/shoplab/shoplab/service/shop"
 	"github.com/shoplab/shoplab/service/telemetry"
 	"github.com/shoplab/shoplab/service/telemetry/telemetrytest"
 )
+
+// limitedAdminToken is the admin token of newLimitedEnv's service.
+const limitedAdminToken = "limited-admin-token-of-32-characters"
 
 // newLimitedEnv is newEnv's service (unseeded) behind a per-client limit
 // of tokens requests per window, with trusted as its proxies.
@@ -34,8 +38,10 @@ func newLimitedEnv(t *testing.T, tokens uint64, window time.Duration, trusted ..
 	t.Cleanup(func() { _ = store.Close(context.Background()) })
 	tel, stats, logs := telemetrytest.New(t)
 	db := postgres.New(pgtest.New(t))
-	h := httpapi.NewServer(httpapi.Deps{Config: testConfig(), Telemetry: tel, Products: db, Orders: db,
-		Reports: postgres.NewReports(db.Pool, 0), Users: db, DB: db,
+	cfg := testConfig()
+	cfg.AdminToken = limitedAdminToken
+	h := httpapi.NewServer(httpapi.Deps{Config: cfg, Telemetry: tel, Products: db, Orders: db,
+		Reports: postgres.NewReports(db.Pool, 0), Users: db, Tokens: db, DB: db,
 		RateLimit: httpapi.RateLimit{Limiter: store, Window: window, TrustedProxies: trusted}})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -97,27 +103,62 @@ func TestRateLimit(t *testing.T) {
 			}
 		}
 	})
-	t.Run("KeyedByBearerCredential", func(t *testing.T) {
+	t.Run("KeyedByVerifiedCredential", func(t *testing.T) {
+		// A budget of one request per minute. Each customer's valid tokens
+		// share the customer's budget, the admin token has its own, and a
+		// bearer value that proves nothing (invented, revoked) is charged
+		// to the address: inventing values buys no new budget.
 		e := newLimitedEnv(t, 1, time.Minute)
+		issue := func(email string) string {
+			t.Helper()
+			if _, err := e.db.CreateUser(t.Context(), shop.NewUser{Email: email, Name: "Limited", UserType: shop.UserTypeCustomer}); err != nil {
+				t.Fatal(err)
+			}
+			tok, err := e.db.IssueToken(t.Context(), email)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok.Token
+		}
+		ada1, bob := issue("ada@example.com"), issue("bob@example.com")
+		ada2Tok, err := e.db.IssueToken(t.Context(), "ada@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ada2 := ada2Tok.Token
+		revoked := issue("eve@example.com")
+		if _, err := e.db.RevokeToken(t.Context(), revoked); err != nil {
+			t.Fatal(err)
+		}
 		get := func(token string) int {
 			if token == "" {
 				return e.get(t, missing).status
 			}
 			return e.do(t, "GET", missing, "", "", "Authorization", "Bearer "+token).status
 		}
-		if s := get("buyer-a"); s != http.StatusNotFound {
-			t.Fatalf("a first: %d", s)
+		steps := []struct {
+			name, token string
+			want        int
+		}{
+			{"ada's first token", ada1, http.StatusNotFound},
+			{"ada's first token again", ada1, http.StatusTooManyRequests},
+			{"ada's second token (one budget per customer)", ada2, http.StatusTooManyRequests},
+			{"bob's token (a budget of his own)", bob, http.StatusNotFound},
+			{"the admin token (a budget of its own)", limitedAdminToken, http.StatusNotFound},
+			{"an invented value (charged to the address)", "buyer-a", http.StatusNotFound},
+			{"another invented value (same address: spent)", "buyer-b", http.StatusTooManyRequests},
+			{"a revoked token (same address: spent)", revoked, http.StatusTooManyRequests},
+			{"no credential (same address: spent)", "", http.StatusTooManyRequests},
+			{"bob again", bob, http.StatusTooManyRequests},
 		}
-		if s := get("buyer-a"); s != http.StatusTooManyRequests {
-			t.Errorf("a second: %d, want 429", s)
+		for _, st := range steps {
+			if s := get(st.token); s != st.want {
+				t.Errorf("%s: %d, want %d", st.name, s, st.want)
+			}
 		}
-		if s := get("buyer-b"); s != http.StatusNotFound {
-			t.Errorf("b, same address: %d, want its own budget", s)
+		for kind, n := range map[string]float64{"buyer": 3, "addr": 3} {
+			e.stats.WaitForSum(t, func(v float64) bool { return v == n }, telemetry.MetricHTTPRateLimited, "client_kind:"+kind)
 		}
-		if s := get(""); s != http.StatusNotFound {
-			t.Errorf("no credential, same address: %d, want the address's own budget", s)
-		}
-		e.stats.WaitForSum(t, func(v float64) bool { return v == 1 }, telemetry.MetricHTTPRateLimited, "client_kind:token")
 	})
 	t.Run("ForwardedForIgnoredUnlessTrusted", func(t *testing.T) {
 		e := newLimitedEnv(t, 1, time.Minute)

@@ -27,7 +27,7 @@ func addRoutes(r *mux.Router, d Deps) {
 	// /admin, the subrouter has no PathPrefix (gorilla/mux#751).
 	buyer := r.NewRoute().Subrouter()
 	if cfg.BuyerAuth {
-		buyer.Use(requireBuyer(tel, d.Tokens, cfg.AdminToken))
+		buyer.Use(requireBuyer(tel))
 	} else {
 		buyer.Use(openBuyers())
 	}

@@ -183,6 +183,9 @@ func NewServer(d Deps) http.Handler {
 	// the 500 that recoverer answers.
 	telemetry.InstrumentRouter(tel, r.Router)
 	r.Use(recoverer(tel))
+	// The credential is resolved lazily, once: the rate limit keys on it
+	// and the buyer routes' requireBuyer admits on it.
+	r.Use(withCredentials(d.Tokens, d.Config.AdminToken))
 	r.Use(rateLimit(tel, d.RateLimit))
 	addRoutes(r.Router, d)
 	return requestID(withStopping(d.Stopping, withSwitches(d.Switches, headAsGet(r.Router, r))))

@@ -14,8 +14,9 @@ const (
 	// milliseconds. Tags: route, method, status_class.
 	MetricHTTPRequestDuration = "http.request.duration"
 	// MetricHTTPRateLimited counts requests refused with 429 by the
-	// per-client rate limit. Tags: route, client_kind (token: keyed by the
-	// bearer credential's hash; addr: by the client address).
+	// per-client rate limit. Tags: route, client_kind (buyer: a valid buyer
+	// token's customer; admin: the admin token; addr: the client address,
+	// when no credential proves who the client is).
 	MetricHTTPRateLimited = "http.rate_limited"
 
 	// MetricDBQueryDuration is the distribution of statement durations in

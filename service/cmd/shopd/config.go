@@ -87,7 +87,7 @@ type APIVars struct {
 // RateLimitVars configure the per-client rate limit (docs/security.md).
 type RateLimitVars struct {
 	RateLimit         rateLimitMode `env:"RATE_LIMIT" desc:"per-client rate limit of every route but /health and /ready: on, off, or auto (on when APP_ENV is production). Beyond it, 429 + Retry-After; every limited answer carries the RateLimit and RateLimit-Policy fields (draft-ietf-httpapi-ratelimit-headers-10)"`
-	RateLimitRequests int64         `env:"RATE_LIMIT_REQUESTS" min:"1" desc:"requests one client may make per RATE_LIMIT_WINDOW; a client is a bearer credential (by its hash) when the request presents one, else an address (an IPv6 /64)"`
+	RateLimitRequests int64         `env:"RATE_LIMIT_REQUESTS" min:"1" desc:"requests one client may make per RATE_LIMIT_WINDOW; a client is the customer of a valid buyer token, or the admin token, else an address (an IPv6 /64): a bearer value that proves nothing is charged to its address"`
 	RateLimitWindow   time.Duration `env:"RATE_LIMIT_WINDOW" desc:"the window of RATE_LIMIT_REQUESTS (positive); a client's budget is refilled whole at the end of each"`
 	TrustedProxies    prefixList    `env:"TRUSTED_PROXIES" unset:"none: X-Forwarded-For is ignored" desc:"comma-separated addresses or CIDR prefixes of the reverse proxies in front of shopd; only from them is X-Forwarded-For believed (its right-most address that is not a proxy is the client)"`
 }
