@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: deps build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate bench-compare
+.PHONY: deps build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate bench-compare probes
 
 ## deps: install the Debian packages the tests and gates use when missing
 ## (nodejs, npm, postgresql-client, pgbench, pgbouncer, pg_auto_failover); needs root
@@ -120,6 +120,13 @@ dashboards-preview: build
 CHAOS_FLAGS ?=
 chaos: build
 	$(GO) run ./chaos/cmd/chaos -shopd $(BIN) $(if $(SCENARIO),-scenario $(SCENARIO)) $(CHAOS_FLAGS)
+
+## probes: issue 16's probes re-run against bin/shopd on a fresh seeded database
+## (buyer auth on): every route while 24 slow imports run, a buyer asking for
+## another's data, SIGTERM mid-import and mid-checkout, a 429 storm's effect on
+## /health. Prints a markdown report, writes bench/results/probes.md.
+probes: build
+	$(GO) run ./bench/probes -shopd $(BIN)
 
 clean:
 	rm -rf bin
