@@ -72,8 +72,11 @@ func pickSlotSQL(skip bool) string {
 // slot is locked in a round trip of its own (pgbench's \gset cannot run
 // in a pipeline, as in bench/checkout's twin), round trip 2 decrements the
 // slot, writes the order and commits. The slot's lock is held for round
-// trip 2, as the product row's is in the service.
-func flashScript() string {
+// trip 2, as the product row's is in the service. With asyncCommit the
+// transaction sets synchronous_commit off, so COMMIT does not wait for its
+// WAL to reach the disk: not a setting for orders (a crash loses the last
+// commits), only a measure of how much of the row's hold is that flush.
+func flashScript(asyncCommit bool) string {
 	const key = "('flash-' || :key::text)"
 	const orderID = "md5('flash-' || :key::text)::uuid"
 	const product = "(SELECT product_id FROM flash_catalog WHERE label = :label AND n = :pn)"
@@ -83,7 +86,7 @@ func flashScript() string {
 \set key random(1, 9000000000000000000)
 \startpipeline
 BEGIN;
-SET LOCAL lock_timeout = ` + strconv.FormatInt(postgres.DefaultCheckoutLockTimeout.Milliseconds(), 10) + `;
+` + asyncCommitSQL(asyncCommit) + `SET LOCAL lock_timeout = ` + strconv.FormatInt(postgres.DefaultCheckoutLockTimeout.Milliseconds(), 10) + `;
 SET LOCAL statement_timeout = ` + strconv.FormatInt(postgres.DefaultCheckoutStatementTimeout.Milliseconds(), 10) + `;
 INSERT INTO idempotency_keys (idempotency_key, request_hash, expires_at)
 VALUES (` + key + `, sha256(convert_to(` + key + `, 'UTF8')), now() + interval '1 day');
@@ -114,6 +117,13 @@ COMMIT;
 ROLLBACK;
 \endif
 `
+}
+
+func asyncCommitSQL(on bool) string {
+	if on {
+		return "SET LOCAL synchronous_commit = off;\n"
+	}
+	return ""
 }
 
 // flashPart is the flash-sale measurement.
@@ -188,9 +198,12 @@ func measureFlash(ctx context.Context, o options, stdout io.Writer) (*flashPart,
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	script := flashScript()
-	file := filepath.Join(dir, "flash.sql")
+	script := flashScript(false)
+	file, asyncFile := filepath.Join(dir, "flash.sql"), filepath.Join(dir, "flash-async.sql")
 	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(asyncFile, []byte(flashScript(true)), 0o644); err != nil {
 		return nil, err
 	}
 	part := &flashPart{Script: script, OK: true}
@@ -199,17 +212,21 @@ func measureFlash(ctx context.Context, o options, stdout io.Writer) (*flashPart,
 	type config struct {
 		label           string
 		products, slots int
+		file            string
 	}
 	var configs []config
 	for _, n := range o.slots {
-		configs = append(configs, config{fmt.Sprintf("1 product, %d rows", n), 1, n})
+		configs = append(configs, config{fmt.Sprintf("1 product, %d rows", n), 1, n, file})
 	}
-	many := config{fmt.Sprintf("%d products, 1 row each", o.flashProducts), o.flashProducts, 1}
+	// One row again, COMMIT not waiting for the WAL flush: the flush's
+	// share of the row's hold time.
+	configs = append(configs, config{"1 product, 1 row, synchronous_commit off", 1, 1, asyncFile})
+	many := config{fmt.Sprintf("%d products, 1 row each", o.flashProducts), o.flashProducts, 1, file}
 	configs = append(configs, many)
 	const totalStock = 10_000_000 // per product: more than a run sells
 	for round := 1; round <= o.rounds; round++ {
 		for _, c := range configs {
-			run, err := flashRunOnce(ctx, bin, pool, db.URL, file, o, c.products, c.slots, totalStock)
+			run, err := flashRunOnce(ctx, bin, pool, db.URL, c.file, o, c.products, c.slots, totalStock)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.label, err)
 			}

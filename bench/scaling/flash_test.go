@@ -36,7 +36,7 @@ func TestFlashSaleSellsExactlyItsStock(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := t.TempDir() + "/flash.sql"
-	if err := os.WriteFile(file, []byte(flashScript()), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte(flashScript(false)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
