@@ -23,16 +23,16 @@ const hotStock = 100_000_000
 // (bench/checkout: report, scenarioResult, pgbenchResult, cpuUsage).
 type checkoutJSON struct {
 	Scenarios []struct {
-		Name           string         `json:"name"`
-		Round          int            `json:"round"`
-		Seconds        float64        `json:"seconds"`
-		OrdersPerSec   float64        `json:"ordersPerSec"`
-		Statuses       map[string]int `json:"statuses"`
-		CPU            cpuJSON        `json:"cpu"`
-		OK             bool           `json:"ok"`
-		Failures       []string       `json:"failures"`
-		RequestsPerSec float64        `json:"requestsPerSec"`
-		Pgbench        *struct {
+		Name         string         `json:"name"`
+		Round        int            `json:"round"`
+		Requests     int            `json:"requests"`
+		Seconds      float64        `json:"seconds"`
+		OrdersPerSec float64        `json:"ordersPerSec"`
+		Statuses     map[string]int `json:"statuses"`
+		CPU          cpuJSON        `json:"cpu"`
+		OK           bool           `json:"ok"`
+		Failures     []string       `json:"failures"`
+		Pgbench      *struct {
 			Transactions int     `json:"transactions"`
 			TPS          float64 `json:"tps"`
 			UnitsSold    int     `json:"unitsSold"`
@@ -147,9 +147,9 @@ func measureCheckout(ctx context.Context, o options, pmPID int, stdout io.Writer
 			return nil, fmt.Errorf("scenario %s round %d: %d checkouts, shopd %.2f CPU s, postgres %.2f CPU s: nothing to divide",
 				s.Name, s.Round, ok, s.CPU.ServiceSec, s.CPU.PostgresSec)
 		}
-		if ok != int(s.RequestsPerSec*s.Seconds+0.5) {
-			return nil, fmt.Errorf("scenario %s round %d: %d of %.0f requests answered 201; the CPU figures need every checkout to succeed",
-				s.Name, s.Round, ok, s.RequestsPerSec*s.Seconds)
+		if ok != s.Requests {
+			return nil, fmt.Errorf("scenario %s round %d: %d of %d requests answered 201; the CPU figures need every checkout to succeed",
+				s.Name, s.Round, ok, s.Requests)
 		}
 		se := all[s.Name]
 		if se == nil {
