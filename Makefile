@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: deps build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate bench-compare probes
+.PHONY: deps build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate bench-compare probes bench-scaling
 
 ## deps: install the Debian packages the tests and gates use when missing
 ## (nodejs, npm, postgresql-client, pgbench, pgbouncer, pg_auto_failover); needs root
@@ -63,6 +63,14 @@ ifneq ($(SCENARIO),)
 else
 	$(GO) run ./bench/checkout -shopd $(BIN) $(BENCH_FLAGS)
 endif
+## bench-scaling: the figures of docs/scaling.md: CPU per checkout (shopd and its PostgreSQL
+## backends, uniform carts and one hot product, via bench-checkout), the hot row's lock hold time,
+## the flash-sale split across 1/4/16 rows (pgbench), the server's max_connections; 3 rounds,
+## about 6 minutes; writes bench/results/scaling.json. Flags: BENCH_SCALING_FLAGS='-rounds 5'
+BENCH_SCALING_FLAGS ?=
+bench-scaling: build
+	$(GO) build -o bin/bench-checkout ./bench/checkout
+	$(GO) run ./bench/scaling -shopd $(BIN) -checkout bin/bench-checkout $(BENCH_SCALING_FLAGS)
 ## bench-import: 1,000 and 100,000 products through POST /admin/products/import
 ## against psql \copy of the same rows, in one run, on a fresh database and
 ## a shopd of its own (free port); prints a table, writes bench/results/import.json
