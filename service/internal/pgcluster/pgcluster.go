@@ -222,12 +222,14 @@ func (c *Cluster) Connect(t testing.TB, db string) *pgx.Conn {
 }
 
 // WaitReplayed waits until the standby has replayed the primary's WAL up to
-// its current position.
+// its current insert position: everything committed on the primary before
+// the call, even what its asynchronous commits have not written yet
+// (pg_current_wal_lsn would lag behind those).
 func (c *Cluster) WaitReplayed(t testing.TB) {
 	t.Helper()
 	p := c.primary.Connect(t, "postgres")
 	var lsn string
-	if err := p.QueryRow(t.Context(), `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
+	if err := p.QueryRow(t.Context(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
 		t.Fatal(err)
 	}
 	s := c.Connect(t, "postgres")
