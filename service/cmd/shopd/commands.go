@@ -217,8 +217,8 @@ const replicaRetryAfter = 10 * time.Second
 // replicaGate refuses reports (EUNAVAILABLE, 503 + Retry-After) while the
 // reports database, a standby, is more than maxLag behind its primary
 // (maxLag 0: never for lag), or while its last sample failed (it is down or
-// does not answer). Before the first sample, and on a primary, it admits
-// every report. Reports never fall back to the primary: see docs/reports.md.
+// does not answer). Before the first sample, on a primary, and when the
+// sampler does not run (reports on DATABASE_URL), it admits every report. Reports never fall back to the primary: see docs/reports.md.
 func replicaGate(lag *telemetry.ReplicaLag, maxLag time.Duration) func() error {
 	return func() error {
 		r := lag.Last()
@@ -248,7 +248,8 @@ func (s *stores) close() {
 }
 
 // startBackground starts serve's background work in one group tied to ctx:
-// the pool and lock-wait samplers, the idempotency key cleanup, the outbox
+// the pool and lock-wait samplers, the replica lag sampler (when
+// REPORTS_DATABASE_URL names another database than DATABASE_URL), the idempotency key cleanup, the outbox
 // relay (or, without one, the outbox gauges) and, when autovacuum is off,
 // the stale-statistics check. Each runs until ctx ends; the caller waits
 // for the group before closing the pools.
@@ -268,10 +269,12 @@ func startBackground(ctx context.Context, cfg config, st *stores, tel *telemetry
 		return nil
 	})
 	g.Go(func() error { telemetry.SampleLockWaits(ctx, tel, st.pool, time.Second); return nil })
-	g.Go(func() error {
-		telemetry.SampleReplicaLag(ctx, tel, "reports", st.reportsPool, st.replicaLag, replicaLagInterval)
-		return nil
-	})
+	if cfg.ReportsDatabaseURL != cfg.DatabaseURL { // a replica, maybe: sample it
+		g.Go(func() error {
+			telemetry.SampleReplicaLag(ctx, tel, "reports", st.reportsPool, st.replicaLag, replicaLagInterval)
+			return nil
+		})
+	}
 	g.Go(func() error { expireIdempotencyKeys(ctx, tel, st.db, cfg.IdempotencyCleanup); return nil })
 	g.Go(func() error { return outbox(ctx) })
 	if autovacuumOff {
