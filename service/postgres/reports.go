@@ -31,6 +31,12 @@ type Reports struct {
 	// default. For a download it bounds the whole stream, since the
 	// statement runs until its last row is sent.
 	StatementTimeout time.Duration
+	// Gate, when set, is asked before each report reads anything: an error
+	// (a *shop.Error, EUNAVAILABLE with RetryAfter) refuses the report
+	// without touching the database. shopd refuses reports this way while
+	// the replica the pool reads is too far behind or down
+	// (REPORTS_MAX_REPLICA_LAG, docs/reports.md).
+	Gate func() error
 	// users knows which users schema the database has (usersschema.go).
 	users usersSchema
 }
@@ -54,8 +60,13 @@ SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL plan_cache_mode = force
 // tokens for the schema the database has. When a statement fails because
 // the schema changed under it (the contract step), the whole transaction
 // runs once more for the new schema, unless fn says it has delivered
-// something (delivered).
+// something (delivered). Gate, when set, is asked first.
 func (r *Reports) readOnly(ctx context.Context, fn func(tx pgx.Tx, q func(string) string) error) error {
+	if r.Gate != nil {
+		if err := r.Gate(); err != nil {
+			return err
+		}
+	}
 	setup := append(Timeouts{Statement: r.StatementTimeout}.setLocal(), reportSettingsSQL)
 	return r.users.run(ctx, r.Pool, func(m usersMode) error {
 		q := func(sql string) string { return r.users.sql(m, sql) }

@@ -36,6 +36,17 @@ const (
 	// lock at the last sample.
 	MetricDBLocksWaiting = "db.locks.waiting"
 
+	// MetricDBReplicaLagSeconds is the gauge of how far behind its primary
+	// a standby that a pool reads is, in seconds (0 when it has replayed
+	// everything it received while streaming). Tag: pool.
+	MetricDBReplicaLagSeconds = "db.replica.lag_seconds"
+	// MetricDBReplicaLagBytes is the gauge of the WAL a standby has received
+	// but not yet replayed, in bytes. Tag: pool.
+	MetricDBReplicaLagBytes = "db.replica.lag_bytes"
+	// MetricDBReplicaStreaming is the gauge of whether a standby streams WAL
+	// from its primary (1) or not (0: disconnected, reconnecting). Tag: pool.
+	MetricDBReplicaStreaming = "db.replica.streaming"
+
 	// MetricDBPoolAcquired is the gauge of connections checked out of the pool.
 	// Tag: pool.
 	MetricDBPoolAcquired = "db.pool.acquired"

@@ -152,6 +152,9 @@ type stores struct {
 	pool, reportsPool, importsPool *pgxpool.Pool
 	db                             *postgres.DB
 	reports                        *postgres.Reports
+	// replicaLag is the last reading of the reports database's
+	// replication state (telemetry.SampleReplicaLag).
+	replicaLag *telemetry.ReplicaLag
 	// switches are the chaos switches; nil in production.
 	switches  shop.SwitchBoard
 	closeOnce sync.Once
@@ -196,8 +199,42 @@ func openStores(ctx context.Context, cfg config, tel *telemetry.Telemetry) (*sto
 		log.Warn("REPORTS_MAX_CONCURRENT exceeds REPORTS_MAX_CONNS: admitted reports will queue for connections",
 			zap.Int("max_concurrent", cfg.ReportsMaxConcurrent), zap.Int32("max_conns", cfg.ReportsMaxConns))
 	}
-	return &stores{pool: pool, reportsPool: reportsPool, importsPool: importsPool, db: db,
-		reports: postgres.NewReports(reportsPool, cfg.ReportsStatementTimeout)}, nil
+	st := &stores{pool: pool, reportsPool: reportsPool, importsPool: importsPool, db: db,
+		reports: postgres.NewReports(reportsPool, cfg.ReportsStatementTimeout), replicaLag: &telemetry.ReplicaLag{}}
+	st.reports.Gate = replicaGate(st.replicaLag, cfg.ReportsMaxReplicaLag)
+	return st, nil
+}
+
+// replicaLagInterval is how often the reports database's replication state
+// is sampled: the lag a report may be refused for is at most this old.
+const replicaLagInterval = time.Second
+
+// replicaRetryAfter is the Retry-After of a report refused because the
+// replica is behind; one refused because it is down gets the 5 s of any
+// unavailable database.
+const replicaRetryAfter = 10 * time.Second
+
+// replicaGate refuses reports (EUNAVAILABLE, 503 + Retry-After) while the
+// reports database, a standby, is more than maxLag behind its primary
+// (maxLag 0: never for lag), or while its last sample failed (it is down or
+// does not answer). Before the first sample, on a primary, and when the
+// sampler does not run (reports on DATABASE_URL), it admits every report. Reports never fall back to the primary: see docs/reports.md.
+func replicaGate(lag *telemetry.ReplicaLag, maxLag time.Duration) func() error {
+	return func() error {
+		r := lag.Last()
+		switch {
+		case r.At.IsZero():
+			return nil
+		case r.Err != nil:
+			return &shop.Error{Code: shop.EUNAVAILABLE, RetryAfter: 5 * time.Second, Err: r.Err,
+				Message: "The reports database is unavailable; retry later."}
+		case r.Standby && maxLag > 0 && r.Lag > maxLag:
+			return &shop.Error{Code: shop.EUNAVAILABLE, RetryAfter: replicaRetryAfter,
+				Message: fmt.Sprintf("Reports are %s behind the latest orders (at most %s allowed); retry later.",
+					r.Lag.Round(time.Second), maxLag)}
+		}
+		return nil
+	}
 }
 
 // close closes the pools, once; it waits for their connections to be
@@ -211,7 +248,8 @@ func (s *stores) close() {
 }
 
 // startBackground starts serve's background work in one group tied to ctx:
-// the pool and lock-wait samplers, the idempotency key cleanup, the outbox
+// the pool and lock-wait samplers, the replica lag sampler (when
+// REPORTS_DATABASE_URL names another database than DATABASE_URL), the idempotency key cleanup, the outbox
 // relay (or, without one, the outbox gauges) and, when autovacuum is off,
 // the stale-statistics check. Each runs until ctx ends; the caller waits
 // for the group before closing the pools.
@@ -231,6 +269,12 @@ func startBackground(ctx context.Context, cfg config, st *stores, tel *telemetry
 		return nil
 	})
 	g.Go(func() error { telemetry.SampleLockWaits(ctx, tel, st.pool, time.Second); return nil })
+	if cfg.ReportsDatabaseURL != cfg.DatabaseURL { // a replica, maybe: sample it
+		g.Go(func() error {
+			telemetry.SampleReplicaLag(ctx, tel, "reports", st.reportsPool, st.replicaLag, replicaLagInterval)
+			return nil
+		})
+	}
 	g.Go(func() error { expireIdempotencyKeys(ctx, tel, st.db, cfg.IdempotencyCleanup); return nil })
 	g.Go(func() error { return outbox(ctx) })
 	if autovacuumOff {

@@ -100,6 +100,7 @@ type ReportsVars struct {
 	ReportsStatementTimeout time.Duration `env:"REPORTS_STATEMENT_TIMEOUT" desc:"Postgres statement_timeout of each report statement"`
 	ReportsMaxDuration      time.Duration `env:"REPORTS_MAX_DURATION" desc:"longest a report may take, download included (slow clients are cut off; positive)"`
 	ReportsMaxLinesPerSec   int64         `env:"REPORTS_MAX_LINES_PER_SEC" min:"0" desc:"pace of all downloads together in order lines per second (one budget they share), so that reports cannot take all the CPU however many run (0: unpaced)"`
+	ReportsMaxReplicaLag    time.Duration `env:"REPORTS_MAX_REPLICA_LAG" desc:"when REPORTS_DATABASE_URL is a standby: reports are refused with 503 + Retry-After while it is further behind its primary than this, or down (0: never refused for lag; see docs/reports.md)"`
 }
 
 // ImportsVars configure the imports' own pool, their admission and the
@@ -274,6 +275,7 @@ func defaultVars() vars {
 			ReportsStatementTimeout: 30 * time.Second,
 			ReportsMaxDuration:      api.ReportMaxDuration,
 			ReportsMaxLinesPerSec:   50_000,
+			ReportsMaxReplicaLag:    30 * time.Second,
 		},
 		ImportsVars: ImportsVars{
 			ImportsMaxConns:      2,
