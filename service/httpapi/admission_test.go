@@ -305,3 +305,54 @@ func TestShutdownCutsUploads(t *testing.T) {
 		t.Errorf("import during shutdown: %d, want 503 with Retry-After: %s", r.status, r.body)
 	}
 }
+
+// TestShutdownEndsReport: a JSON report still running when the shutdown
+// begins is ended with the shutdown's 503 + Retry-After (it has sent
+// nothing yet), not a 500: the report waits on a lock held on orders,
+// then the server begins to stop.
+func TestShutdownEndsReport(t *testing.T) {
+	stopping, shutdown := context.WithCancel(context.Background())
+	defer shutdown()
+	e := admissionEnv(t, 5, 2, testConfig(), stopping)
+	user := e.id(t, `SELECT id::text FROM customers WHERE email = 'heavy.user@example.com'`)
+	tx, err := e.db.Pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(t.Context(), `LOCK TABLE orders IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		status int
+		retry  string
+		err    error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := http.Get(e.srv.URL + "/reports/orders/" + user)
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		_ = res.Body.Close()
+		done <- answer{status: res.StatusCode, retry: res.Header.Get("Retry-After")}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.scalar(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the report never waited on the lock")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	shutdown()
+	select {
+	case a := <-done:
+		if a.err != nil || a.status != http.StatusServiceUnavailable || a.retry == "" {
+			t.Errorf("report at shutdown: %d Retry-After %q (%v), want 503 with Retry-After", a.status, a.retry, a.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the report never answered after the shutdown began")
+	}
+}

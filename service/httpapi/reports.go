@@ -373,7 +373,13 @@ func handleOrderReport(tel *telemetry.Telemetry, reports shop.ReportStore, sw sh
 		var rows int64
 		ctx, cancel := context.WithTimeoutCause(r.Context(), maxDuration, reportTooLong)
 		defer cancel()
-		defer endOnShutdown(r.Context(), w, cancel)()
+		if download {
+			defer endOnShutdown(r.Context(), w, cancel)()
+		} else {
+			// The summary has sent nothing when the shutdown ends it: its
+			// 503 must still be written, so only its work is cancelled.
+			defer context.AfterFunc(stoppingFrom(r.Context()), cancel)()
+		}
 		var err error
 		switch {
 		case download && shop.SwitchOn(ctx, sw, shop.SwitchReportInProcess):
@@ -437,8 +443,17 @@ func timeoutCause(ctx context.Context, err error) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) && errors.Is(context.Cause(ctx), reportTooLong) {
 		return reportTooLong
 	}
+	if errors.Is(ctx.Err(), context.Canceled) && stoppingFrom(ctx).Err() != nil {
+		// Ended by the shutdown (endOnShutdown), not by the client: a
+		// report that has sent nothing yet answers the shutdown's 503.
+		return errShuttingDown(reportShutdownRetryAfter)
+	}
 	return err
 }
+
+// reportShutdownRetryAfter is the Retry-After of a report ended by the
+// shutdown: another instance (or this one, restarted) answers at once.
+const reportShutdownRetryAfter = time.Second
 
 // newReportPace is the one pace of all downloads together: perSec order
 // lines a second, whatever the number of downloads (0: unpaced). Each
