@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: deps build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate bench-compare
+.PHONY: deps build run test test-pgbouncer vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate bench-compare
 
 ## deps: install the Debian packages the tests and gates use when missing
 ## (nodejs, npm, postgresql-client, pgbench, pgbouncer, pg_auto_failover); needs root
@@ -31,6 +31,15 @@ run: build
 ## test: go vet and the race-enabled test suite (fuzz tests run their seed corpus)
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+## test-pgbouncer: the integration tests of checkout, import (COPY), reports
+## (cursors), the outbox relay and several shopd instances again, every
+## connection through a real pgbouncer in transaction pooling mode with
+## default_query_exec_mode=exec (docs/pgbouncer.md); needs pgbouncer (make deps)
+PGBOUNCER_HTTPAPI_TESTS := ^Test(Checkout|Import|Report|HealthAndReady|OrderHistory|CreateUser|BuyerAuth)
+test-pgbouncer:
+	PGTEST_PGBOUNCER=1 $(GO) test -race -count=1 -timeout 10m ./service/postgres/ ./service/relay/ ./service/cmd/shopd/multiinstance/ ./service/internal/pgbouncertest/
+	PGTEST_PGBOUNCER=1 $(GO) test -race -count=1 -timeout 10m -run '$(PGBOUNCER_HTTPAPI_TESTS)' ./service/httpapi/
 
 vet:
 	$(GO) vet ./...

@@ -24,7 +24,7 @@ import (
 func TestExecModeThroughTransactionPooling(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	dsn := pgtest.NewDatabase(t)
+	dsn := pgtest.DirectURL(t, pgtest.NewDatabase(t)) // not through PGTEST_PGBOUNCER's bouncer too
 	b := pgbouncertest.New(t, dsn, pgbouncertest.Options{DefaultPoolSize: 1})
 	via := b.URL(dsn)
 	if !strings.Contains(via, "default_query_exec_mode=exec") {

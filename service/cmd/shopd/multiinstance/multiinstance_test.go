@@ -390,6 +390,20 @@ func TestSeveralInstancesOneDatabase(t *testing.T) {
 			t.Errorf("a mail was sent by %q, not by one of the instances' relays (pids %v)", by, pids)
 		}
 	}
+	// No instance logged an error, and the lock-wait sampler (its own
+	// connection, through pgbouncer when the test runs behind one) never
+	// failed.
+	for i, s := range shops {
+		b, err := os.ReadFile(s.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, `"level":"error"`) || strings.Contains(line, "lock wait sampler failed") {
+				t.Errorf("instance %d logged: %s", i, line)
+			}
+		}
+	}
 	t.Logf("load %s: hot %v, %d keys, %d imports of %d rows, %d reports, backfill %s; mails by relay %v; whole test %s",
 		loadTime.Round(time.Millisecond), hotStatus, keyPairs, imports, importRows, reports, backfillTime.Round(time.Millisecond), relays, time.Since(start).Round(time.Millisecond))
 }
