@@ -35,11 +35,16 @@ test: vet
 ## test-pgbouncer: the integration tests of checkout, import (COPY), reports
 ## (cursors), the outbox relay and several shopd instances again, every
 ## connection through a real pgbouncer in transaction pooling mode with
-## default_query_exec_mode=exec (docs/pgbouncer.md); needs pgbouncer (make deps)
+## default_query_exec_mode=exec (docs/pgbouncer.md); needs pgbouncer (make deps).
+## The httpapi subset leaves out TestCheckoutLockWaitTimedOnLockStatement, whose
+## "other statements took < 50 ms" holds direct but not with a pooler's extra hop on
+## a loaded machine. The two go test commands run at once (wall time).
 PGBOUNCER_HTTPAPI_TESTS := ^Test(Checkout|Import|Report|HealthAndReady|OrderHistory|CreateUser|BuyerAuth)
+PGBOUNCER_HTTPAPI_SKIP  := ^TestCheckoutLockWaitTimedOnLockStatement$$
 test-pgbouncer:
-	PGTEST_PGBOUNCER=1 $(GO) test -race -count=1 -timeout 10m ./service/postgres/ ./service/relay/ ./service/cmd/shopd/multiinstance/ ./service/internal/pgbouncertest/
-	PGTEST_PGBOUNCER=1 $(GO) test -race -count=1 -timeout 10m -run '$(PGBOUNCER_HTTPAPI_TESTS)' ./service/httpapi/
+	@PGTEST_PGBOUNCER=1 $(GO) test -race -count=1 -timeout 10m -run '$(PGBOUNCER_HTTPAPI_TESTS)' -skip '$(PGBOUNCER_HTTPAPI_SKIP)' ./service/httpapi/ & httpapi=$$!; \
+	PGTEST_PGBOUNCER=1 $(GO) test -race -count=1 -timeout 10m ./service/postgres/ ./service/relay/ ./service/cmd/shopd/multiinstance/ ./service/internal/pgbouncertest/; rest=$$?; \
+	wait $$httpapi && exit $$rest
 
 vet:
 	$(GO) vet ./...
