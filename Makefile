@@ -43,7 +43,7 @@ PGBOUNCER_HTTPAPI_TESTS := ^Test(Checkout|Import|Report|HealthAndReady|OrderHist
 PGBOUNCER_HTTPAPI_SKIP  := ^TestCheckoutLockWaitTimedOnLockStatement$$
 test-pgbouncer:
 	@PGTEST_PGBOUNCER=1 $(GO) test -race -count=1 -timeout 10m -run '$(PGBOUNCER_HTTPAPI_TESTS)' -skip '$(PGBOUNCER_HTTPAPI_SKIP)' ./service/httpapi/ & httpapi=$$!; \
-	PGTEST_PGBOUNCER=1 $(GO) test -race -count=1 -timeout 10m ./service/postgres/ ./service/relay/ ./service/cmd/shopd/multiinstance/ ./service/internal/pgbouncertest/; rest=$$?; \
+	PGTEST_PGBOUNCER=1 $(GO) test -race -count=1 -timeout 10m ./service/postgres/ ./service/relay/ ./service/cmd/shopd/multiinstance/ ./internal/pgbouncertest/; rest=$$?; \
 	wait $$httpapi && exit $$rest
 
 vet:

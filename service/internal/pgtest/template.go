@@ -17,7 +17,7 @@ import (
 	"github.com/pressly/goose/v3"
 
 	"github.com/shoplab/shoplab/migrations"
-	"github.com/shoplab/shoplab/service/internal/pgbouncertest"
+	"github.com/shoplab/shoplab/internal/pgbouncertest"
 	"github.com/shoplab/shoplab/service/postgres"
 )
 

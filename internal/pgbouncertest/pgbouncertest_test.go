@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/shoplab/shoplab/service/internal/pgbouncertest"
-	"github.com/shoplab/shoplab/service/internal/pgtest"
+	"github.com/shoplab/shoplab/internal/benchkit"
+	"github.com/shoplab/shoplab/internal/pgbouncertest"
 )
 
 // TestExecModeThroughTransactionPooling runs, through a real pgbouncer in
@@ -24,7 +24,12 @@ import (
 func TestExecModeThroughTransactionPooling(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	dsn := pgtest.DirectURL(t, pgtest.NewDatabase(t)) // not through PGTEST_PGBOUNCER's bouncer too
+	db, err := benchkit.CreateDatabase(ctx, benchkit.DefaultServer(), "pgbouncertest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Drop)
+	dsn := db.URL
 	b := pgbouncertest.New(t, dsn, pgbouncertest.Options{DefaultPoolSize: 1})
 	via := b.URL(dsn)
 	if !strings.Contains(via, "default_query_exec_mode=exec") {
