@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: deps build run test test-pgbouncer vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate bench-compare
+.PHONY: deps build run test test-pgbouncer vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-pgbouncer bench-search bench-reports bench-gate bench-compare
 
 ## deps: install the Debian packages the tests and gates use when missing
 ## (nodejs, npm, postgresql-client, pgbench, pgbouncer, pg_auto_failover); needs root
@@ -82,6 +82,12 @@ endif
 ## a shopd of its own (free port); prints a table, writes bench/results/import.json
 bench-import: build
 	$(GO) run ./bench/import -shopd $(BIN) -out bench/results/import.json
+## bench-pgbouncer: checkout throughput of 1 and 2 shopd, direct and through a real
+## pgbouncer (transaction pooling, exec mode), interleaved rounds in one run (docs/pgbouncer.md).
+## Flags: make bench-pgbouncer BENCH_PGBOUNCER_FLAGS='-rounds 5 -duration 10s -workers 32'
+BENCH_PGBOUNCER_FLAGS ?=
+bench-pgbouncer: build
+	$(GO) run ./bench/pgbouncer -shopd $(BIN) $(BENCH_PGBOUNCER_FLAGS)
 ## bench-search: product search on 100,000 products, with and without the
 ## trigram indexes, in one run (plus a deep OFFSET page vs its keyset page)
 bench-search:
