@@ -16,8 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pressly/goose/v3"
 
-	"github.com/shoplab/shoplab/migrations"
 	"github.com/shoplab/shoplab/internal/pgbouncertest"
+	"github.com/shoplab/shoplab/migrations"
 	"github.com/shoplab/shoplab/service/postgres"
 )
 
