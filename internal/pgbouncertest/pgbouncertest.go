@@ -8,7 +8,8 @@
 // one fallback database entry ("*") that sends every database name to the
 // same name on the server: any database a test creates can be reached
 // through it without reconfiguring. Its config, userlist and log live in a
-// directory of its own, removed by Stop.
+// directory of its own, removed by Stop (or, for a bouncer never stopped,
+// by a later Start once its process has ended).
 //
 // PgBouncer refuses to run as root; when this process is root (CI), the
 // bouncer runs as the postgres user (Credential), its directory owned by
@@ -135,7 +136,8 @@ func Start(ctx context.Context, serverURL string, opt Options) (*Bouncer, error)
 		b.uid = uid
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
 	}
-	if b.dir, err = os.MkdirTemp("", "pgbouncertest-"); err != nil {
+	collectStaleDirs()
+	if b.dir, err = os.MkdirTemp("", fmt.Sprintf("%sp%d-", dirPrefix, os.Getpid())); err != nil {
 		return nil, err
 	}
 	if b.uid >= 0 {
@@ -157,6 +159,28 @@ func Start(ctx context.Context, serverURL string, opt Options) (*Bouncer, error)
 		if attempt == 2 || ctx.Err() != nil {
 			_ = os.RemoveAll(b.dir)
 			return nil, err
+		}
+	}
+}
+
+// dirPrefix starts the name of every bouncer's directory in os.TempDir(),
+// followed by p<pid of the process that started it>-.
+const dirPrefix = "pgbouncertest-"
+
+// collectStaleDirs removes the directories of bouncers whose starting
+// process has ended: a bouncer that lives as long as its test binary (one
+// shared by all its tests, as pgtest's) is never Stopped, so its
+// directory is collected by the next Start on the machine instead.
+func collectStaleDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"p*-*"))
+	for _, d := range dirs {
+		rest := strings.TrimPrefix(filepath.Base(d), dirPrefix+"p")
+		pid, err := strconv.Atoi(rest[:max(strings.IndexByte(rest, '-'), 0)])
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(d)
 		}
 	}
 }
