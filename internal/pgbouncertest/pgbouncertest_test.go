@@ -3,8 +3,10 @@ package pgbouncertest_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -149,5 +151,47 @@ func TestMissingBinary(t *testing.T) {
 		t.Fatalf("Path = %s with an empty PATH", p)
 	case err != nil && !strings.Contains(err.Error(), "make deps"):
 		t.Fatalf("error %q does not name make deps", err)
+	}
+}
+
+// TestRetarget: a bouncer pointed at a port where no PostgreSQL listens
+// fails its clients; once retargeted at the server (what a failover's
+// reconfiguration does) new clients get through, without a restart.
+func TestRetarget(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	server := benchkit.DefaultServer()
+	wrong, err := url.Parse(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong.Host = "127.0.0.1:1" // nothing listens on port 1
+	b := pgbouncertest.New(t, wrong.String(), pgbouncertest.Options{
+		Settings: map[string]string{"server_login_retry": "0", "query_wait_timeout": "2"}})
+	via := b.URL(server)
+	if conn, err := pgx.Connect(ctx, via); err == nil {
+		err = conn.Ping(ctx)
+		_ = conn.Close(ctx)
+		if err == nil {
+			t.Fatal("a query through a bouncer aimed at nothing succeeded")
+		}
+	}
+	if err := b.Retarget(server); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := pgx.Connect(ctx, via)
+		if err == nil {
+			err = conn.Ping(ctx)
+			_ = conn.Close(ctx)
+		}
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after Retarget: %v\n%s", err, b.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
