@@ -10,7 +10,8 @@
 // PgBouncer needs, without PgBouncer: what the mode costs), shopd x1
 // through pgbouncer, x2 direct, x2 through pgbouncer. -workers clients send
 // one-line carts round robin over the instances as fast as they are
-// answered. Configurations alternate within a round so that the noise of a
+// answered, while the PostgreSQL backends connected to the database are
+// counted (the server connections each configuration needs). Configurations alternate within a round so that the noise of a
 // shared machine spreads over all of them. It prints each run's
 // checkouts per second and latency percentiles and the median of the
 // rounds, fails when any answer is not a 201, and drops its database.
@@ -79,36 +80,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := pgbouncertest.Start(ctx, *server, pgbouncertest.Options{DefaultPoolSize: *poolSize})
-	if err != nil {
-		return err
-	}
-	defer b.Stop() //nolint:errcheck // best effort at exit
 	fmt.Fprintf(stdout, "bench-pgbouncer: %d workers, %s per run, %d rounds, DB_MAX_CONNS=%d, pgbouncer default_pool_size=%d\n",
 		*workers, *duration, *rounds, *maxConns, *poolSize)
-	rps := map[string][]float64{}
+	rps, backends := map[string][]float64{}, map[string][]float64{}
 	for round := 1; round <= *rounds; round++ {
 		for _, s := range setups {
 			dsn := db.URL
+			var b *pgbouncertest.Bouncer
 			switch {
 			case s.bouncer:
+				// A fresh bouncer per run: the server connections an
+				// earlier one keeps idle must not count in the next run.
+				if b, err = pgbouncertest.Start(ctx, *server, pgbouncertest.Options{DefaultPoolSize: *poolSize}); err != nil {
+					return err
+				}
 				dsn = b.URL(db.URL)
 			case s.execMode:
 				dsn = withParam(db.URL, "default_query_exec_mode", pgbouncertest.ExecMode)
 			}
-			r, err := measure(ctx, bin, dsn, s.instances, *maxConns, *workers, *duration, users, products)
+			r, err := measure(ctx, bin, dsn, db.URL, s.instances, *maxConns, *workers, *duration, users, products)
+			if b != nil {
+				_ = b.Stop()
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.name, err)
 			}
 			rps[s.name] = append(rps[s.name], r.rps)
-			fmt.Fprintf(stdout, "round %d  %-15s %7.1f checkouts/s  p50 %6.1f ms  p99 %6.1f ms\n", round, s.name, r.rps, ms(r.p50), ms(r.p99))
+			backends[s.name] = append(backends[s.name], float64(r.backends))
+			fmt.Fprintf(stdout, "round %d  %-15s %7.1f checkouts/s  p50 %6.1f ms  p99 %6.1f ms  server backends %d\n",
+				round, s.name, r.rps, ms(r.p50), ms(r.p99), r.backends)
 		}
 	}
 	fmt.Fprintln(stdout, "median of the rounds:")
 	base := median(rps[setups[0].name])
 	for _, s := range setups {
 		m := median(rps[s.name])
-		fmt.Fprintf(stdout, "  %-15s %7.1f checkouts/s  (%.2fx %s)\n", s.name, m, m/base, setups[0].name)
+		fmt.Fprintf(stdout, "  %-15s %7.1f checkouts/s  (%.2fx %s)  server backends %.0f\n", s.name, m, m/base, setups[0].name, median(backends[s.name]))
 	}
 	return nil
 }
@@ -143,10 +150,15 @@ ANALYZE`); err != nil {
 type result struct {
 	rps      float64
 	p50, p99 time.Duration
+	// backends is the most PostgreSQL backends connected to the bench
+	// database at once during the run (pg_stat_activity, sampled every
+	// 200 ms over a direct connection, which is not counted).
+	backends int
 }
 
 // measure starts n shopd on dsn, drives checkouts for d, stops them.
-func measure(ctx context.Context, bin, dsn string, n, maxConns, workers int, d time.Duration, users, products []string) (result, error) {
+// direct is the database's URL without pgbouncer, for the sampling.
+func measure(ctx context.Context, bin, dsn, direct string, n, maxConns, workers int, d time.Duration, users, products []string) (result, error) {
 	var shops []*benchkit.Shopd
 	defer func() {
 		for _, s := range shops {
@@ -161,6 +173,35 @@ func measure(ctx context.Context, bin, dsn string, n, maxConns, workers int, d t
 		}
 		shops = append(shops, s)
 	}
+	sampler, err := pgx.Connect(ctx, direct)
+	if err != nil {
+		return result{}, err
+	}
+	defer sampler.Close(context.WithoutCancel(ctx))
+	var peak atomic.Int64
+	sampled := make(chan error, 1)
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	go func() {
+		var err error
+		for sampleCtx.Err() == nil {
+			var c int64
+			if err = sampler.QueryRow(sampleCtx, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&c); err != nil {
+				break
+			}
+			if c > peak.Load() {
+				peak.Store(c)
+			}
+			select {
+			case <-sampleCtx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		if sampleCtx.Err() != nil {
+			err = nil
+		}
+		sampled <- err
+	}()
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -194,6 +235,10 @@ func measure(ctx context.Context, bin, dsn string, n, maxConns, workers int, d t
 		})
 	}
 	wg.Wait()
+	stopSampling()
+	if err := <-sampled; err != nil {
+		return result{}, fmt.Errorf("sample pg_stat_activity: %w", err)
+	}
 	if err := ctx.Err(); err != nil {
 		return result{}, err
 	}
@@ -204,7 +249,7 @@ func measure(ctx context.Context, bin, dsn string, n, maxConns, workers int, d t
 		return result{}, fmt.Errorf("no checkout answered in %s", d)
 	}
 	slices.Sort(lat)
-	return result{rps: float64(len(lat)) / d.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}, nil
+	return result{rps: float64(len(lat)) / d.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], backends: int(peak.Load())}, nil
 }
 
 func withParam(dsn, k, v string) string {
