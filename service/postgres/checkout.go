@@ -440,12 +440,17 @@ func (c *checkoutTx) place(ctx context.Context, o shop.Order) (err error) {
 			return shop.Internal(err)
 		}
 	}
+	mail, err := newConfirmation(ctx, o)
+	if err != nil {
+		return err
+	}
 	return c.tx.send(ctx, commitSQL, func(b *pgx.Batch) {
 		b.Queue(reserveStockSQL, ids, qtys)
 		b.Queue(c.sql(insertOrderSQL), o.ID, o.UserID, int64(o.Total), o.CreatedAt, itemIDs, ids, qtys, cents)
-		queueOrderConfirmation(ctx, b, o, c.sql)
+		mail.queue(b, c.sql)
 		if key != "" {
-			b.Queue(saveKeySQL, key, o.ID, response)
+			// JSON text, not []byte: exec mode would send bytes as bytea.
+			b.Queue(saveKeySQL, key, o.ID, string(response))
 		}
 	}, func(br pgx.BatchResults) error {
 		var reserved int
@@ -593,13 +598,17 @@ func (db *DB) checkoutUnlocked(ctx context.Context, m usersMode, req shop.Checko
 		return shop.CheckoutResult{}, err
 	}
 
+	mail, err := newConfirmation(ctx, order)
+	if err != nil {
+		return shop.CheckoutResult{}, err
+	}
 	err = c.tx.send(ctx, commitSQL, func(b *pgx.Batch) {
 		for i, l := range req.Items {
 			b.Queue(overwriteStockSQL, l.ProductID, products[i].Inventory, l.Quantity)
 		}
 		b.Queue(c.sql(insertOrderSQL), order.ID, order.UserID, int64(order.Total), order.CreatedAt,
 			itemIDs(order), ids, quantities(order), unitCents(order))
-		queueOrderConfirmation(ctx, b, order, c.sql)
+		mail.queue(b, c.sql)
 	}, func(br pgx.BatchResults) error {
 		for i, l := range req.Items {
 			var overwritten int

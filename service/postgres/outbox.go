@@ -15,6 +15,7 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"slices"
 	"time"
 
@@ -36,12 +37,35 @@ VALUES ('order_confirmation', $1,
         coalesce((SELECT u.name FROM {users} u WHERE u.id = $2), ''),
         $3::jsonb, $4::jsonb)`
 
-// queueOrderConfirmation queues, in the checkout's last batch (before its
-// COMMIT), the statement that owes order's confirmation mail: if the
-// checkout rolls back, so does the mail, and the other way round. sql
-// expands the statement for the users schema (usersschema.go).
-func queueOrderConfirmation(ctx context.Context, b *pgx.Batch, order shop.Order, sql func(string) string) {
-	b.Queue(sql(enqueueSQL), order.ID, order.UserID, shop.NewOrderConfirmation(order), traceCarrier(ctx))
+// confirmation is the outbox row of an order's confirmation mail, its JSON
+// columns encoded as text: pgx's exec mode, the one that works through
+// PgBouncer (docs/pgbouncer.md), cannot tell what a struct or a
+// map[string]string is to become, and would send []byte as bytea.
+type confirmation struct {
+	order            shop.Order
+	payload, carrier string
+}
+
+// newConfirmation encodes order's confirmation and the trace context of
+// ctx. Errors: EINTERNAL.
+func newConfirmation(ctx context.Context, order shop.Order) (confirmation, error) {
+	payload, err := json.Marshal(shop.NewOrderConfirmation(order))
+	if err != nil {
+		return confirmation{}, shop.Internal(err)
+	}
+	carrier, err := json.Marshal(traceCarrier(ctx))
+	if err != nil {
+		return confirmation{}, shop.Internal(err)
+	}
+	return confirmation{order: order, payload: string(payload), carrier: string(carrier)}, nil
+}
+
+// queue queues, in the checkout's last batch (before its COMMIT), the
+// statement that owes the order's confirmation mail: if the checkout rolls
+// back, so does the mail, and the other way round. sql expands the
+// statement for the users schema (usersschema.go).
+func (c confirmation) queue(b *pgx.Batch, sql func(string) string) {
+	b.Queue(sql(enqueueSQL), c.order.ID, c.order.UserID, c.payload, c.carrier)
 }
 
 // traceCarrier returns the trace context of the span in ctx as dd-trace-go

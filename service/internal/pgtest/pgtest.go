@@ -9,6 +9,12 @@
 // it (CREATE DATABASE ... TEMPLATE). See template.go for how templates are
 // named, kept and collected on a server that several test binaries,
 // engineers and CI share.
+//
+// With PGTEST_PGBOUNCER=1 in the environment (make test-pgbouncer), the
+// URLs and pools it hands out go through one real pgbouncer per test
+// binary, in transaction pooling mode, with default_query_exec_mode=exec
+// (docs/pgbouncer.md): the same tests then prove that the stores work
+// behind PgBouncer. Creating, copying and dropping databases stays direct.
 package pgtest
 
 import (
@@ -89,6 +95,14 @@ func NewDatabaseAt(t testing.TB, version int64) string {
 	if _, err := s.admin.Exec(ctx, "CREATE DATABASE "+quote(name)+" TEMPLATE "+quote(src)); err != nil {
 		t.Fatalf("pgtest: create database %s from %s: %v", name, src, err)
 	}
+	dsn := s.databaseURL(name)
+	if Bouncing() {
+		b, err := s.bouncer()
+		if err != nil {
+			t.Fatalf("pgtest: PGTEST_PGBOUNCER is set: %v", err)
+		}
+		dsn = b.URL(dsn)
+	}
 	t.Cleanup(func() {
 		// t.Context() has ended by now: the drop has its own bound.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -97,7 +111,38 @@ func NewDatabaseAt(t testing.TB, version int64) string {
 			t.Errorf("pgtest: drop %s: %v", name, err)
 		}
 	})
-	return s.databaseURL(name)
+	return dsn
+}
+
+// DirectURL returns dsn, a URL this package handed out, as it reaches the
+// server directly: without the pgbouncer of PGTEST_PGBOUNCER (and its
+// exec mode), for what must not go through transaction pooling
+// (migrations, docs/pgbouncer.md). Without PGTEST_PGBOUNCER it is dsn.
+func DirectURL(t testing.TB, dsn string) string {
+	t.Helper()
+	if !Bouncing() {
+		return dsn
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	srv, err := url.Parse(serverURL(t))
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	u.Host = srv.Host
+	q := u.Query()
+	q.Del("default_query_exec_mode")
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Bouncing reports whether PGTEST_PGBOUNCER asks for the databases to be
+// reached through pgbouncer.
+func Bouncing() bool {
+	v := os.Getenv("PGTEST_PGBOUNCER")
+	return v != "" && v != "0" && v != "false"
 }
 
 // serverURL returns TEST_DATABASE_URL, or the URL of this test binary's

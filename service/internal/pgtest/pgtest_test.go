@@ -170,3 +170,53 @@ func pool(t *testing.T, dsn string) *pgxpool.Pool {
 	t.Cleanup(p.Close)
 	return p
 }
+
+// TestBouncing: with PGTEST_PGBOUNCER set, a database's URL goes through
+// the binary's pgbouncer in exec mode (another port), and DirectURL maps
+// it back to the server; both reach the same database. (That pgbouncer
+// pools by transaction is pgbouncertest's test.)
+func TestBouncing(t *testing.T) {
+	t.Setenv("PGTEST_PGBOUNCER", "1")
+	ctx := t.Context()
+	dsn := NewDatabase(t)
+	direct := DirectURL(t, dsn)
+	via, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := pgx.ParseConfig(serverURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if via.Port == srv.Port || via.DefaultQueryExecMode != pgx.QueryExecModeExec {
+		t.Fatalf("bouncing URL %s: port %d (server's %d), mode %v; want pgbouncer's port and exec", dsn, via.Port, srv.Port, via.DefaultQueryExecMode)
+	}
+	d, err := pgx.ParseConfig(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Port != srv.Port || d.Database != via.Database || d.DefaultQueryExecMode != pgx.QueryExecModeCacheStatement {
+		t.Fatalf("DirectURL %s: want the server's port, the same database and pgx's default mode", direct)
+	}
+	// Both reach the same database: a table made through one is seen
+	// through the other.
+	for i, u := range []string{dsn, direct} {
+		conn, err := pgx.Connect(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := "CREATE TABLE bouncing (n int)"
+		if i == 1 {
+			q = "SELECT count(*) FROM bouncing"
+		}
+		_, err = conn.Exec(ctx, q)
+		conn.Close(ctx)
+		if err != nil {
+			t.Fatalf("%s via %s: %v", q, u, err)
+		}
+	}
+	t.Setenv("PGTEST_PGBOUNCER", "")
+	if DirectURL(t, direct) != direct || Bouncing() {
+		t.Fatal("without PGTEST_PGBOUNCER, DirectURL must return its argument")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pressly/goose/v3"
 
+	"github.com/shoplab/shoplab/internal/pgbouncertest"
 	"github.com/shoplab/shoplab/migrations"
 	"github.com/shoplab/shoplab/service/postgres"
 )
@@ -68,6 +69,11 @@ type server struct {
 
 	mu        sync.Mutex       // held while a template is created
 	templates map[int64]string // migration version -> template name
+
+	// bouncer is the pgbouncer in front of this server when
+	// PGTEST_PGBOUNCER is set, started by the first test that needs it
+	// and ended with the test binary (pgbouncertest's Pdeathsig).
+	bouncer func() (*pgbouncertest.Bouncer, error)
 }
 
 // serverFor returns this binary's server at serverURL, connecting to it
@@ -104,6 +110,11 @@ func serverFor(ctx context.Context, t testing.TB, serverURL string) (*server, er
 		return nil, fmt.Errorf("connect to %s: %w", redact(serverURL), err)
 	}
 	s := &server{url: serverURL, admin: admin, keeper: keeper, templates: map[int64]string{}}
+	s.bouncer = sync.OnceValues(func() (*pgbouncertest.Bouncer, error) {
+		// Many tests run in parallel, each with its own database (a pool of
+		// its own in pgbouncer): room for all their clients.
+		return pgbouncertest.Start(context.Background(), serverURL, pgbouncertest.Options{MaxClientConn: 2000})
+	})
 	s.collect(ctx, t)
 	if servers.m == nil {
 		servers.m = map[string]*server{}
