@@ -104,8 +104,10 @@ type Formation struct {
 
 	autoctl, pgctl string
 	cred           *syscall.Credential
-	monitor        *autoctlProc
-	mu             sync.Mutex
+	// superuser is the clusters' superuser: the user initdb ran as.
+	superuser string
+	monitor   *autoctlProc
+	mu        sync.Mutex
 }
 
 // FormationNode is one data node.
@@ -164,7 +166,8 @@ func freePort() (int, error) {
 // migrations) and seeded by seed (which runs on the primary before the
 // standby is cloned from it). It fails, leaving nothing behind, when
 // pg_autoctl is missing or any step fails. pg_autoctl refuses to run as
-// root: as root, every pg_autoctl runs as the user postgres.
+// root: as root, every pg_autoctl runs as the user postgres (the clusters'
+// superuser); otherwise as the current user, who is then the superuser.
 func StartFormation(ctx context.Context, label string, timing FailoverTiming, dbName string, seed func(ctx context.Context, dsn string) error) (_ *Formation, err error) {
 	autoctl, pgctl, err := findAutoctl()
 	if err != nil {
@@ -185,7 +188,12 @@ func StartFormation(ctx context.Context, label string, timing FailoverTiming, db
 		f.Steps = append(f.Steps, Step{Name: name, Seconds: time.Since(mark).Seconds()})
 		mark = time.Now()
 	}
-	if os.Geteuid() == 0 {
+	f.superuser = "postgres"
+	if os.Geteuid() != 0 {
+		if u, err := user.Current(); err == nil {
+			f.superuser = u.Username
+		}
+	} else {
 		u, err := user.Lookup("postgres")
 		if err != nil {
 			return nil, fmt.Errorf("chaos: pg_autoctl refuses root and there is no user postgres: %w", err)
@@ -213,7 +221,7 @@ func StartFormation(ctx context.Context, label string, timing FailoverTiming, db
 		return nil, err
 	}
 	f.MonitorURL = fmt.Sprintf("postgres://autoctl_node@127.0.0.1:%d/pg_auto_failover?sslmode=disable", ports[0])
-	admin := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/pg_auto_failover?sslmode=disable", ports[0])
+	admin := fmt.Sprintf("postgres://%s@127.0.0.1:%d/pg_auto_failover?sslmode=disable", url.PathEscape(f.superuser), ports[0])
 	if err := waitConnect(ctx, admin, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("chaos: monitor: %w (log %s)", err, f.path("monitor.log"))
 	}
@@ -224,6 +232,11 @@ func StartFormation(ctx context.Context, label string, timing FailoverTiming, db
 	// The nodes: node1 becomes the primary; seeded before node2 is cloned.
 	for i, name := range []string{"node1", "node2"} {
 		n := &FormationNode{Name: name, Port: ports[1+i], PGData: f.path(name)}
+		// Listed before it exists: Close stops a postmaster a failed
+		// create left behind.
+		f.mu.Lock()
+		f.Nodes = append(f.Nodes, n)
+		f.mu.Unlock()
 		if err := f.autoctlRun(ctx, "create", "postgres", "--pgctl", pgctl, "--pgdata", n.PGData,
 			"--pgport", strconv.Itoa(n.Port), "--hostname", "127.0.0.1", "--listen", "127.0.0.1",
 			"--name", name, "--dbname", dbName, "--auth", "trust", "--no-ssl",
@@ -231,10 +244,13 @@ func StartFormation(ctx context.Context, label string, timing FailoverTiming, db
 			return nil, err
 		}
 		step("create " + name)
-		if n.proc, err = f.start(name, "run", "--pgdata", n.PGData); err != nil {
+		p, err := f.start(name, "run", "--pgdata", n.PGData)
+		if err != nil {
 			return nil, err
 		}
-		f.Nodes = append(f.Nodes, n)
+		f.mu.Lock()
+		n.proc = p
+		f.mu.Unlock()
 		want := map[string]string{"node1": "single"}
 		if i == 1 {
 			want = map[string]string{"node1": "primary", "node2": "secondary"}
@@ -401,7 +417,7 @@ func postmasterPID(pgdata string) int {
 
 // nodeURL connects to node n alone.
 func (f *Formation) nodeURL(n *FormationNode) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", n.Port, f.DBName)
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", url.PathEscape(f.superuser), n.Port, f.DBName)
 }
 
 // URL is the application's connection string: every node, and
@@ -412,7 +428,7 @@ func (f *Formation) URL() string {
 	for i, n := range f.Nodes {
 		hosts[i] = fmt.Sprintf("127.0.0.1:%d", n.Port)
 	}
-	u := url.URL{Scheme: "postgres", User: url.User("postgres"), Host: strings.Join(hosts, ","), Path: "/" + f.DBName,
+	u := url.URL{Scheme: "postgres", User: url.User(f.superuser), Host: strings.Join(hosts, ","), Path: "/" + f.DBName,
 		RawQuery: "sslmode=disable&target_session_attrs=read-write&connect_timeout=2"}
 	return u.String()
 }
