@@ -113,8 +113,9 @@ func (s *suite) run(t *testing.T, sc *Scenario, noFault bool, log io.Writer) (*R
 // TestScenarios runs every declared scenario in compressed time (Factor)
 // and asserts its expectations; the timeline goes to the test log and the
 // results to a temporary directory. Scenarios run -chaos.parallel at once
-// (2: the machine's two cores are the scale), longest first, those marked
-// Alone first and by themselves.
+// (2: the machine's two cores are the scale), longest first (a scenario
+// on a pg_auto_failover formation counts as longest), those marked Alone
+// first and by themselves.
 func TestScenarios(t *testing.T) {
 	t.Parallel()
 	s := setup(t)
@@ -124,6 +125,10 @@ func TestScenarios(t *testing.T) {
 		a, b := order[i], order[j]
 		if a.Alone != b.Alone {
 			return a.Alone
+		}
+		// A formation takes 15-50 s to stand up before its phases.
+		if a.Formation != b.Formation {
+			return a.Formation
 		}
 		return a.Compressed.Total() > b.Compressed.Total()
 	})

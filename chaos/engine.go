@@ -106,15 +106,35 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	// the whole name); the random suffix keeps truncated ones apart.
 	label := "chaos_" + strings.ReplaceAll(sc.Name, "-", "_")
 	label = strings.TrimRight(label[:min(len(label), 21)], "_")
-	if opt.Template != nil {
+	switch {
+	case sc.Formation:
+		timing := ProductionTiming
+		if opt.Factor > 1 {
+			timing = TestTiming
+		}
+		seed := func(ctx context.Context, dsn string) (err error) {
+			e.Fixture, err = moncheck.Seed(ctx, dsn)
+			return err
+		}
+		if e.Formation, err = StartFormation(ctx, "chaos-"+sc.Name, timing, "shoplab", seed); err != nil {
+			return nil, err
+		}
+		e.closes = append(e.closes, e.Formation.Close)
+		// The formation is the run's: closing it is the drop.
+		e.DB = &benchkit.Database{Name: e.Formation.DBName, URL: e.Formation.URL()}
+		logf("%s: pg_auto_failover formation in %s, %s; %s", sc.Name, e.Formation.Dir, timing, stepsString(e.Formation.Steps))
+		e.Note("formation: monitor, primary and synchronous standby (pg_auto_failover); %s", timing)
+	case opt.Template != nil:
 		e.DB, e.Fixture, err = opt.Template.clone(ctx, opt.Server, label)
-	} else {
+	default:
 		e.DB, err = benchkit.CreateDatabase(ctx, opt.Server, label)
 	}
 	if err != nil {
 		return nil, err
 	}
-	e.closes = append(e.closes, e.DB.Drop)
+	if !sc.Formation {
+		e.closes = append(e.closes, e.DB.Drop)
+	}
 	step("database")
 	if e.Fixture == nil {
 		if e.Fixture, err = moncheck.Seed(ctx, e.DB.URL); err != nil {
@@ -175,7 +195,12 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	var wg sync.WaitGroup
 	attack := func(l Load, dur time.Duration) {
 		defer wg.Done()
-		err := moncheck.Attack(ctx, l.Kinds(e), l.Rate, dur, l.Name, func(kind string, r *vegeta.Result) { rec.add(l.Name, kind, r) })
+		err := moncheck.Attack(ctx, l.Kinds(e), l.Rate, dur, l.Name, func(kind string, r *vegeta.Result) {
+			rec.add(l.Name, kind, r)
+			if l.OnResult != nil {
+				l.OnResult(kind, r)
+			}
+		})
 		if err != nil && ctx.Err() == nil {
 			e.Note("load %s: %v", l.Name, err)
 		}
@@ -200,6 +225,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	}
 	sleepUntil(ctx, rep.Phases[1].From)
 	peak()
+	injected := time.Now()
 	if !opt.NoFault {
 		if sc.Fault.Inject != nil {
 			logf("%s: inject at +%s", sc.Name, time.Since(start).Round(time.Millisecond))
@@ -267,6 +293,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Report, error) {
 	rep.judge(mons, results, exp, rec)
 	rep.checkBounds(exp, rec)
 	rep.measureRecovery(exp, rec, healed)
+	rep.measureOutage(exp, rec, injected)
 	rep.diagnose(opt.Root, mons, exp, samples, scaleDur(moncheck.Step, opt.Factor, 250*time.Millisecond))
 	rep.keyMetrics(samples)
 	rep.series = timelineSeries(samples, start, rep.End, scaleDur(moncheck.Step, opt.Factor, 500*time.Millisecond))
@@ -330,7 +357,7 @@ type result struct {
 	At         time.Time
 	Latency    time.Duration
 	Code       uint16
-	OrderID    string // a checkout's 201 that was not a replay
+	OrderID    string // the order a checkout's 201 acknowledged (first answer or replay)
 	Replayed   bool
 	RetryAfter bool // the answer carried a Retry-After header
 }
@@ -347,7 +374,9 @@ func (r *recorder) add(load, kind string, v *vegeta.Result) {
 		var o struct {
 			ID string `json:"id"`
 		}
-		if json.Unmarshal(v.Body, &o) == nil && !res.Replayed {
+		// A replay acknowledges its order too: a retry's 201 for a
+		// checkout whose first answer was lost (a commit in doubt).
+		if json.Unmarshal(v.Body, &o) == nil {
 			res.OrderID = o.ID
 		}
 	}

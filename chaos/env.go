@@ -49,6 +49,9 @@ type Env struct {
 	// ThroughProxy (nil otherwise): add toxics with AddToxic, cut the
 	// database off with CutDatabase.
 	Proxy *toxiproxy.Proxy
+	// Formation is the pg_auto_failover formation the database runs on
+	// when the scenario asks for one (Scenario.Formation), else nil.
+	Formation *Formation
 
 	lb     *balancer
 	start  time.Time // when the load started

@@ -59,6 +59,23 @@ type Expectations struct {
 	// 2xx answer of Load/Kind completed after it (the run's JSON has it as
 	// recovery); it must be within WithinS seconds.
 	Recovery *RecoveryExpectation `json:"recovery,omitempty"`
+	// Outage, when set, is measured: the window in which Load/Kind failed
+	// after the fault was injected (Outage in the report); its downtime
+	// must be at most MaxS seconds, and it must have happened (a fault
+	// that failed nothing did not happen).
+	Outage *OutageExpectation `json:"outage,omitempty"`
+}
+
+// OutageExpectation names the answers whose failures make the outage
+// (e.g. load "buyers", kind "checkout") and bounds its downtime: MaxS at
+// full scale, CompressedMaxS in compressed runs (the fault's own timing
+// may differ between them, as the failover's does: production's and the
+// test's pg_auto_failover settings).
+type OutageExpectation struct {
+	Load           string  `json:"load"`
+	Kind           string  `json:"kind"`
+	MaxS           float64 `json:"max_s"`
+	CompressedMaxS float64 `json:"compressed_max_s"`
 }
 
 // Bound is how a load's answers must be bounded.

@@ -88,6 +88,7 @@ type Report struct {
 	// CaughtBy is what catches the fault (from the expectations).
 	CaughtBy map[string]string `json:"caught_by,omitempty"`
 	Recovery *Recovery         `json:"recovery,omitempty"`
+	Outage   *Outage           `json:"outage,omitempty"`
 	Notes    []string          `json:"notes,omitempty"`
 	Failures []string          `json:"failures"`
 	OK       bool              `json:"ok"`
@@ -467,6 +468,9 @@ func (r *Report) PrintTimeline(w io.Writer) {
 		} else {
 			fmt.Fprintf(w, "  healed at +%.1fs; first 2xx of %s/%s at +%.3fs: recovered in %.3f s (bound %g s)\n", rv.HealS, rv.Load, rv.Kind, rv.FirstOKS, rv.Seconds, rv.WithinS)
 		}
+	}
+	if o := r.Outage; o != nil {
+		o.print(w)
 	}
 	fmt.Fprintln(w, "\nINVARIANTS")
 	for _, inv := range r.Invariants {

@@ -21,6 +21,8 @@ import (
 	"context"
 	"time"
 
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
 	"github.com/shoplab/shoplab/internal/moncheck"
 )
 
@@ -52,6 +54,13 @@ type Scenario struct {
 	// balancer's, and Env.Drain takes an instance out of service before
 	// it is stopped (a rolling restart).
 	Balanced bool
+	// Formation runs the database on a pg_auto_failover formation of its
+	// own (StartFormation: a monitor, a primary and a synchronous standby,
+	// migrated and seeded) instead of a clone on the shared server; shopd
+	// connects with the multi-host URL (target_session_attrs=read-write)
+	// and the fault acts on Env.Formation. Compressed runs use TestTiming,
+	// full-scale runs pg_auto_failover's defaults (ProductionTiming).
+	Formation bool
 
 	// Setup, when set, runs after the seed and before shopd starts: extra
 	// fixtures (Env.Fixture, Env.Admin).
@@ -86,6 +95,9 @@ type Load struct {
 	Rate int
 	// Kinds builds the requests against e.URL().
 	Kinds func(e *Env) []moncheck.Kind
+	// OnResult, when set, sees every result of the load (after the run
+	// recorded it), from one goroutine: a client that retries.
+	OnResult func(kind string, r *vegeta.Result)
 }
 
 // Fault is a real fault: Inject starts it, Heal ends it. Both act on real
@@ -116,6 +128,7 @@ func Scenarios() []*Scenario {
 		dbLatency(),
 		dbResets(),
 		dbDown(),
+		failover(),
 	}
 }
 

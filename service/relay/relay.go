@@ -420,12 +420,40 @@ func (r *Relay) lostLease(log *zap.Logger) {
 	log.Warn("outbox claim expired before its result was recorded; another relay owns the event and the mail may go out twice (same Message-ID)")
 }
 
+// markRetryPause is the wait before a mark that failed with EUNAVAILABLE
+// (the connection lost, no primary yet) is tried again, within
+// markTimeout.
+const markRetryPause = 200 * time.Millisecond
+
 // mark runs one of the store's mark methods within markTimeout; lost
-// reports that the event was no longer under this claim.
+// reports that the event was no longer under this claim. A try that fails
+// with EUNAVAILABLE is repeated until markTimeout: a failover (the primary
+// dies, the standby is promoted) takes seconds, and a sent mail whose mark
+// gave up at once would stay claimed and go out again after the lease.
+// The marks are conditional on the claim, so a repeat is harmless; but a
+// try that failed with its connection may have committed (its answer was
+// lost), and then the repeat finds the claim already recorded: lost after
+// such a try is taken for recorded. (It could also be a lease that ran out
+// meanwhile; that mail may then go out twice, uncounted.)
 func (r *Relay) mark(ctx context.Context, do func(context.Context) (bool, error)) (lost bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, markTimeout)
 	defer cancel()
-	return do(ctx)
+	inDoubt := false
+	for {
+		lost, err = do(ctx)
+		switch {
+		case err == nil:
+			return lost && !inDoubt, nil
+		case shop.ErrorCode(err) != shop.EUNAVAILABLE:
+			return false, err
+		}
+		inDoubt = true
+		select {
+		case <-ctx.Done():
+			return false, err
+		case <-time.After(markRetryPause):
+		}
+	}
 }
 
 // release hands events back unsent and returns how many it released.
