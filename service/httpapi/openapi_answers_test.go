@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/open-feature/go-sdk/openfeature/memprovider"
 	"github.com/sethvargo/go-limiter/memorystore"
 
 	"github.com/shoplab/shoplab/service/httpapi"
@@ -265,4 +266,21 @@ func TestOpenAPIClientErrorAnswers(t *testing.T) {
 			t.Errorf("HEAD /openapi.yaml If-None-Match: %d", res.status)
 		}
 	})
+}
+
+// TestOpenAPISwitchesFromAProvider: switches served by an outside provider
+// cannot be flipped here: 422.
+func TestOpenAPISwitchesFromAProvider(t *testing.T) {
+	t.Parallel()
+	sw, err := switches.New(context.Background(), memprovider.NewInMemoryProvider(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sw.Close(context.Background()) })
+	tel, stats, logs := telemetrytest.New(t)
+	db := postgres.New(pgtest.New(t))
+	h := httpapi.NewServer(httpapi.Deps{Config: testConfig(), Telemetry: tel, Products: db, Orders: db,
+		Reports: postgres.NewReports(db.Pool, 0), Users: db, DB: db, Switches: sw})
+	e := &testEnv{db: db, srv: newServer(t, h), tel: tel, stats: stats, logs: logs}
+	checkProblem(t, e.do(t, "PUT", "/admin/switches/raw-errors", "application/json", `{"on":true}`), http.StatusUnprocessableEntity)
 }
