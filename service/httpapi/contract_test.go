@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,6 +73,7 @@ type contract struct {
 	// exchangeID, ready once done is closed.
 	pending map[string]*findings
 	nextID  int
+	spent   atomic.Int64 // nanoseconds spent validating, all exchanges together
 }
 
 // findings are what the validator found in one exchange.
@@ -215,7 +217,8 @@ func TestMain(m *testing.M) {
 		}
 		c.mu.Unlock()
 		if total > 0 {
-			fmt.Printf("openapi: %d exchanges validated; %d of %d declared (operation, status) pairs exercised\n", total, len(hit), len(hit)+len(missed))
+			fmt.Printf("openapi: %d exchanges validated in %v (all goroutines together); %d of %d declared (operation, status) pairs exercised\n",
+				total, time.Duration(c.spent.Load()).Round(time.Millisecond), len(hit), len(hit)+len(missed))
 			if testing.Verbose() {
 				for _, p := range missed {
 					fmt.Printf("openapi: not exercised: %s\n", p)
@@ -223,7 +226,8 @@ func TestMain(m *testing.M) {
 			}
 		}
 		if *coverageOut != "" {
-			b, _ := json.MarshalIndent(map[string]any{"exercised": hit, "notExercised": missed}, "", "  ")
+			b, _ := json.MarshalIndent(map[string]any{"exercised": hit, "notExercised": missed,
+				"validationSeconds": time.Duration(c.spent.Load()).Seconds()}, "", "  ")
 			if err := os.WriteFile(*coverageOut, b, 0o644); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				code = 1
@@ -312,6 +316,7 @@ type exchange struct {
 // check validates ex against the document and records its pair; it
 // returns what does not match.
 func (c *contract) check(ex exchange) []error {
+	defer func(start time.Time) { c.spent.Add(int64(time.Since(start))) }(time.Now())
 	status := ex.rec.status
 	if status == 0 {
 		status = http.StatusOK // nothing written: net/http sends 200
