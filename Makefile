@@ -14,7 +14,7 @@ ifeq ($(TEST_DATABASE_URL),)
   endif
 endif
 
-.PHONY: deps build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate bench-compare probes bench-scaling test-pgbouncer bench-pgbouncer
+.PHONY: deps build run test vet fmt config-docs lint-migrations clean datadog-apply monitors-check dashboards-preview chaos bench-orders bench-telemetry bench-checkout bench-import bench-search bench-reports bench-gate bench-compare probes bench-scaling test-pgbouncer bench-pgbouncer lint-api api-diff
 
 ## deps: install the Debian packages the tests and gates use when missing
 ## (nodejs, npm, postgresql-client, pgbench, pgbouncer, pg_auto_failover); needs root
@@ -53,8 +53,16 @@ vet:
 lint-migrations:
 	./scripts/lint-migrations.sh
 
+## lint-api: Redocly CLI (npm @redocly/cli, installed into tools/redocly), recommended ruleset, on api/openapi.yaml
+lint-api:
+	./scripts/lint-api.sh
+
+## api-diff: the breaking changes of api/openapi.yaml since BASE (oasdiff; non-zero exit on any): make api-diff BASE=main
+api-diff:
+	./scripts/api-diff.sh $(BASE)
+
 fmt:
-	gofmt -l -w service migrations bench ops monitors internal chaos
+	gofmt -l -w service migrations bench ops monitors internal chaos api
 
 ## config-docs: rewrite README.md's configuration tables from service/cmd/shopd/config.go
 config-docs:

@@ -84,8 +84,7 @@ func admissionEnv(t *testing.T, mainConns, importConns int32, cfg httpapi.Config
 	db.ImportPool = ip
 	h := httpapi.NewServer(httpapi.Deps{Config: cfg, Telemetry: tel, Products: db, Orders: db,
 		Reports: postgres.NewReports(db.Pool, 0), Users: db, DB: db, Stopping: stopping})
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := newServer(t, h)
 	return &testEnv{db: db, srv: srv, tel: tel, stats: stats, logs: logs}
 }
 

@@ -65,7 +65,7 @@ func TestProducts(t *testing.T) {
 	})
 
 	t.Run("V2RequiresDescription", func(t *testing.T) {
-		res := e.postJSON(t, "/products/v2", `{"name":"Desk Fan","price":"24.50","inventory":7}`)
+		res := e.bad("v2 without a description").postJSON(t, "/products/v2", `{"name":"Desk Fan","price":"24.50","inventory":7}`)
 		p := checkProblem(t, res, 400)
 		if !hasField(p, "description", "required") || res.header.Get("X-API-Version") != "v2" {
 			t.Errorf("v2 without description: %s %v", res.body, res.header)
@@ -184,7 +184,9 @@ func TestCheckout(t *testing.T) {
 		"ErrAbsurdQuantity":   fmt.Sprintf(`{"userId":%q,"items":[{"productId":%q,"quantity":100000000}]}`, user, product),
 		"ErrTooManyLines":     fmt.Sprintf(`{"userId":%q,"items":[%s]}`, user, strings.TrimSuffix(strings.Repeat(fmt.Sprintf(`{"productId":%q,"quantity":1},`, product), 101), ",")),
 	} {
-		t.Run(name, func(t *testing.T) { checkProblem(t, e.postJSON(t, "/orders/checkout", body), 400) })
+		t.Run(name, func(t *testing.T) {
+			checkProblem(t, e.bad("cart out of shape").postJSON(t, "/orders/checkout", body), 400)
+		})
 	}
 }
 
@@ -247,7 +249,7 @@ func TestImport(t *testing.T) {
 
 	t.Run("ErrBadRowAbortsAll", func(t *testing.T) {
 		rows[500] = `{"name":"bad","price":-1,"inventory":1}`
-		p := importProblem(t, e.postJSON(t, "/admin/products/import", `{"products":[`+strings.Join(rows, ",")+`]}`))
+		p := importProblem(t, e.bad("a bad row").postJSON(t, "/admin/products/import", `{"products":[`+strings.Join(rows, ",")+`]}`))
 		if !hasRow(p.Errors, 500, "price", "min") {
 			t.Errorf("bad row not reported: %+v", p.Errors)
 		}

@@ -147,8 +147,8 @@ func TestBuyerAuth(t *testing.T) {
 	// for an unknown id answer alike.
 	t.Run("CheckoutInvalidCartForAnotherBuyer", func(t *testing.T) {
 		bad := func(user string) string { return fmt.Sprintf(`{"userId":%q,"items":[]}`, user) }
-		other := checkProblem(t, e.postJSON(t, "/orders/checkout", bad(bob.id), bearer(ada.token)...), 400)
-		missing := checkProblem(t, e.postJSON(t, "/orders/checkout", bad(unknown), bearer(admin)...), 400)
+		other := checkProblem(t, e.bad("empty cart").postJSON(t, "/orders/checkout", bad(bob.id), bearer(ada.token)...), 400)
+		missing := checkProblem(t, e.bad("empty cart").postJSON(t, "/orders/checkout", bad(unknown), bearer(admin)...), 400)
 		if other.Detail != missing.Detail {
 			t.Errorf("%q vs %q", other.Detail, missing.Detail)
 		}

@@ -426,8 +426,8 @@ func (w *workload) round(t *testing.T) {
 	w.do(t, "GET", "/products?cursor="+w.hex(24), "", "", codes(400))
 	w.do(t, "GET", "/products?q=%ZZ"+w.hex(4), "", "", codes(400))
 	w.do(t, "GET", "/products?q=a%00b", "", "", codes(400))
-	w.do(t, "GET", "/products?q="+strings.Repeat("x", 300), "", "", codes(400))
-	w.do(t, "GET", "/products?limit=99999", "", "", codes(400))
+	w.do(t, "GET", "/products?q="+strings.Repeat("x", 300), "", "", codes(400), invalidRequest, "search term too long")
+	w.do(t, "GET", "/products?limit=99999", "", "", codes(400), invalidRequest, "limit out of range")
 	w.do(t, "GET", "/products/"+product, "", "", codes(200))
 	w.do(t, "GET", "/products/"+w.uuid(), "", "", codes(404))
 	w.do(t, "GET", fmt.Sprintf("/products/%d", w.rng.Int64()), "", "", codes(400, 404))
@@ -437,8 +437,8 @@ func (w *workload) round(t *testing.T) {
 	w.do(t, "POST", "/products", js, fmt.Sprintf(`{"name":%q,"price":"9.99","inventory":3}`, name), codes(201), ua()...)
 	w.do(t, "POST", "/products", js, fmt.Sprintf(`{"name":%q,"description":"d","price":"9.99","inventory":3}`, name+"b"), codes(201), ua()...)
 	w.do(t, "POST", "/products/v2", js, fmt.Sprintf(`{"name":%q,"description":"Bright","price":"19.99","inventory":2}`, name+"c"), codes(201), ua()...)
-	w.do(t, "POST", "/products/v2", js, fmt.Sprintf(`{"name":%q,"price":"19.99","inventory":2}`, name+"d"), codes(400, 422), "User-Agent", "curl/8.5.0")
-	w.do(t, "POST", "/products", js, fmt.Sprintf(`{"name":%q,"price":"-1","%s":1}`, name, w.hex(5)), codes(400, 422), "User-Agent", "curl/8.5.0")
+	w.do(t, "POST", "/products/v2", js, fmt.Sprintf(`{"name":%q,"price":"19.99","inventory":2}`, name+"d"), codes(400, 422), "User-Agent", "curl/8.5.0", invalidRequest, "v2 without a description")
+	w.do(t, "POST", "/products", js, fmt.Sprintf(`{"name":%q,"price":"-1","%s":1}`, name, w.hex(5)), codes(400, 422), "User-Agent", "curl/8.5.0", invalidRequest, "negative price, unknown field")
 	w.do(t, "PATCH", "/products/"+product, "application/merge-patch+json", `{"description":"patched `+w.hex(4)+`"}`, codes(200))
 	w.do(t, "PATCH", "/products/"+w.uuid(), "application/merge-patch+json", `{"inventory":1}`, codes(404))
 
@@ -457,7 +457,7 @@ func (w *workload) round(t *testing.T) {
 	w.do(t, "POST", "/orders/checkout", js, fmt.Sprintf(`{"userId":%q,"items":[{"productId":%q,"quantity":2}]}`, user, product), codes(409, 422), "Idempotency-Key", key)
 	w.do(t, "POST", "/orders/checkout", js, fmt.Sprintf(`{"userId":%q,"items":[{"productId":%q,"quantity":1000}]}`, user, product), codes(409), "Idempotency-Key", w.hex(32))
 	w.do(t, "POST", "/orders/checkout", js, fmt.Sprintf(`{"userId":%q,"items":[{"productId":%q,"quantity":1}]}`, w.uuid(), product), codes(400, 404, 422))
-	w.do(t, "POST", "/orders/checkout", js, `{"userId":"`+w.hex(7)+`","items":[]}`, codes(400, 422))
+	w.do(t, "POST", "/orders/checkout", js, `{"userId":"`+w.hex(7)+`","items":[]}`, codes(400, 422), invalidRequest, "empty cart")
 
 	// Order history.
 	w.do(t, "GET", "/orders/"+user, "", "", codes(200))
@@ -471,8 +471,8 @@ func (w *workload) round(t *testing.T) {
 	w.do(t, "POST", "/admin/products/import", js, `{"products":[`+row("Imp "+w.hex(6))+`]}`, codes(201))
 	w.do(t, "POST", "/admin/products/import", "application/x-ndjson", row("Nd "+w.hex(6))+"\n", codes(201))
 	w.do(t, "POST", "/admin/products/import", "text/csv", "name,description,price,inventory\nCsv "+w.hex(6)+",Imported,4.50,7\n", codes(201))
-	w.do(t, "POST", "/admin/products/import", js, `{"products":[{"name":"","price":"x"}]}`, codes(400, 422))
-	w.do(t, "POST", "/admin/products/import", "text/plain", "name,price\n", codes(415))
+	w.do(t, "POST", "/admin/products/import", js, `{"products":[{"name":"","price":"x"}]}`, codes(400, 422), invalidRequest, "a bad row")
+	w.do(t, "POST", "/admin/products/import", "text/plain", "name,price\n", codes(415), invalidRequest, "unsupported Content-Type")
 	w.do(t, "GET", "/admin/inventory/low?threshold=3", "", "", codes(200))
 	w.do(t, "GET", "/admin/products/missing-description", "", "", codes(200))
 
@@ -482,7 +482,7 @@ func (w *workload) round(t *testing.T) {
 		w.do(t, "GET", "/reports/orders/"+user+"?format="+f, "", "", codes(200))
 	}
 	w.do(t, "GET", "/reports/orders/"+w.uuid(), "", "", codes(404))
-	w.do(t, "GET", "/reports/orders/"+user+"?format="+w.hex(5), "", "", codes(400))
+	w.do(t, "GET", "/reports/orders/"+user+"?format="+w.hex(5), "", "", codes(400), invalidRequest, "unknown format")
 
 	// No route: random paths, a wrong method, an odd method.
 	w.do(t, "GET", "/"+w.hex(6)+"/"+w.uuid(), "", "", codes(404))

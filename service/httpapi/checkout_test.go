@@ -350,7 +350,7 @@ func TestCheckoutIdempotency(t *testing.T) {
 		t.Parallel()
 		p := newProduct(t, 5)
 		for _, k := range []string{strings.Repeat("k", 256), "bad\tkey"} {
-			res := e.postJSON(t, "/orders/checkout", checkoutBody(user, shop.CartLine{ProductID: p, Quantity: 1}), "Idempotency-Key", k)
+			res := e.bad("Idempotency-Key too long or with a tab").postJSON(t, "/orders/checkout", checkoutBody(user, shop.CartLine{ProductID: p, Quantity: 1}), "Idempotency-Key", k)
 			if pd := checkProblem(t, res, 400); !hasField(pd, "Idempotency-Key", "invalid") {
 				t.Errorf("key %.10q: %s", k, res.body)
 			}
@@ -536,7 +536,7 @@ func TestCheckoutTelemetry(t *testing.T) {
 	}
 	e.postJSON(t, "/orders/checkout", checkoutBody(user, shop.CartLine{ProductID: b, Quantity: 2}, shop.CartLine{ProductID: a, Quantity: 1}), "Idempotency-Key", "telemetry-1")
 	e.postJSON(t, "/orders/checkout", checkoutBody(user, shop.CartLine{ProductID: a, Quantity: 9}))
-	e.postJSON(t, "/orders/checkout", checkoutBody(user))
+	e.bad("empty cart").postJSON(t, "/orders/checkout", checkoutBody(user))
 
 	t.Run("Metrics", func(t *testing.T) {
 		for outcome, want := range map[string]float64{"success": 1, "idempotent_replay": 1, "insufficient_stock": 1, "rejected": 1} {

@@ -89,7 +89,7 @@ func TestHTTPDetails(t *testing.T) {
 		}
 	})
 	t.Run("ClientSentPriceRefused", func(t *testing.T) {
-		res := e.postJSON(t, "/orders/checkout", fmt.Sprintf(`{"userId":%q,"items":[{"productId":%q,"quantity":1,"price":0.01}]}`, user, product))
+		res := e.bad("price is not a cart field").postJSON(t, "/orders/checkout", fmt.Sprintf(`{"userId":%q,"items":[{"productId":%q,"quantity":1,"price":0.01}]}`, user, product))
 		if res.status != http.StatusBadRequest || !strings.Contains(string(res.body), "price") {
 			t.Errorf("%d %s", res.status, res.body)
 		}

@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -111,7 +110,11 @@ func TestErrorFormat(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			res := e.do(t, c.method, c.path, c.contentType, c.body)
+			send := e
+			if c.method == "POST" || c.status == 400 {
+				send = e.bad("malformed on purpose: " + c.name)
+			}
+			res := send.do(t, c.method, c.path, c.contentType, c.body)
 			p := checkProblem(t, res, c.status)
 			if c.field != "" && !hasField(p, c.field, c.code) {
 				t.Errorf("errors lack {field %s, code %s}: %s", c.field, c.code, res.body)
@@ -158,8 +161,7 @@ func (panickyStore) ListProducts(context.Context, shop.ProductFilter) (shop.Prod
 func TestPanicIs500(t *testing.T) {
 	t.Parallel()
 	tel, _, logs := telemetrytest.New(t)
-	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: panickyStore{}}))
-	defer srv.Close()
+	srv := newServer(t, httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: panickyStore{}}))
 	res := (&testEnv{srv: srv}).get(t, "/products")
 	p := checkProblem(t, res, 500)
 	if strings.Contains(string(res.body), "secret") || strings.Contains(p.Detail, "boom") {
@@ -184,8 +186,7 @@ func TestDatabaseUnavailable(t *testing.T) {
 	defer pool.Close()
 	db := postgres.New(pool)
 	tel, _, _ := telemetrytest.New(t)
-	srv := httptest.NewServer(httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: db, Orders: db, Reports: postgres.NewReports(db.Pool, 0), Users: db, DB: db}))
-	defer srv.Close()
+	srv := newServer(t, httpapi.NewServer(httpapi.Deps{Telemetry: tel, Products: db, Orders: db, Reports: postgres.NewReports(db.Pool, 0), Users: db, DB: db}))
 	e := &testEnv{srv: srv}
 	for _, path := range []string{"/products", "/ready", "/orders/00000000-0000-4000-8000-000000000000"} {
 		res := e.get(t, path)

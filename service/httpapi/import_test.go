@@ -224,7 +224,7 @@ func TestImportFormats(t *testing.T) {
 		}
 	})
 	t.Run("ErrUnsupportedMediaType", func(t *testing.T) {
-		p := checkProblem(t, e.do(t, "POST", importPath, "text/plain", "name,price\n"), 415)
+		p := checkProblem(t, e.bad("unsupported Content-Type").do(t, "POST", importPath, "text/plain", "name,price\n"), 415)
 		if !strings.Contains(p.Detail, "text/csv") {
 			t.Errorf("detail %q does not list the accepted types", p.Detail)
 		}
@@ -247,7 +247,7 @@ func TestImportFormats(t *testing.T) {
 			{"CSVMalformed", "text/csv", "name,price,inventory\n\"x,1,1\nx\"y,1,1\n", "Malformed CSV"},
 		} {
 			t.Run(c.name, func(t *testing.T) {
-				p := checkProblem(t, e.do(t, "POST", importPath, c.contentType, c.body), 400)
+				p := checkProblem(t, e.bad("malformed body").do(t, "POST", importPath, c.contentType, c.body), 400)
 				if !strings.Contains(p.Detail, c.detail) {
 					t.Errorf("detail %q lacks %q", p.Detail, c.detail)
 				}
@@ -276,7 +276,7 @@ func TestImportAllOrNothing(t *testing.T) {
 			t.Run(f.name+"/"+pos.name, func(t *testing.T) {
 				rows := bulkRows("Row", n)
 				rows[pos.index] = badRow(pos.index)
-				p := importProblem(t, e.do(t, "POST", importPath, f.contentType, body(f.contentType, rows)))
+				p := importProblem(t, e.bad("bad rows").do(t, "POST", importPath, f.contentType, body(f.contentType, rows)))
 				if !hasRow(p.Errors, pos.index, "price", "min") || len(p.Errors) != 1 {
 					t.Errorf("errors %+v, want row %d's price", p.Errors, pos.index)
 				}
@@ -298,7 +298,7 @@ func TestImportAllOrNothing(t *testing.T) {
 		for i := 1; i < n; i += 2 {
 			rows[i] = badRow(i)
 		}
-		p := importProblem(t, e.do(t, "POST", importPath, "application/json", body("application/json", rows)))
+		p := importProblem(t, e.bad("bad rows").do(t, "POST", importPath, "application/json", body("application/json", rows)))
 		if p.InvalidRows != n/2 || len(p.Errors) != shop.MaxReportedRows {
 			t.Errorf("invalidRows %d, %d errors; want %d and %d", p.InvalidRows, len(p.Errors), n/2, shop.MaxReportedRows)
 		}
@@ -309,7 +309,7 @@ func TestImportAllOrNothing(t *testing.T) {
 
 	t.Run("EveryProblemOfARow", func(t *testing.T) {
 		b := `{"products":[{"name":"ok","price":1,"inventory":1},{"name":" ","price":1.999,"inventory":-2}]}`
-		p := importProblem(t, e.do(t, "POST", importPath, "application/json", b))
+		p := importProblem(t, e.bad("bad rows").do(t, "POST", importPath, "application/json", b))
 		for _, field := range []string{"name", "price", "inventory"} {
 			if !hasRow(p.Errors, 1, field, "") {
 				t.Errorf("row 1's %s not reported: %+v", field, p.Errors)
@@ -333,7 +333,7 @@ func TestImportAllOrNothing(t *testing.T) {
 			{"CSVMissingPrice", "text/csv", "name,price,inventory\na,,1\n", 0, "price", "required"},
 		} {
 			t.Run(c.name, func(t *testing.T) {
-				p := importProblem(t, e.do(t, "POST", importPath, c.contentType, c.body))
+				p := importProblem(t, e.bad("malformed body").do(t, "POST", importPath, c.contentType, c.body))
 				if !hasRow(p.Errors, c.index, c.field, c.code) {
 					t.Errorf("errors %+v lack row %d %s/%s", p.Errors, c.index, c.field, c.code)
 				}
@@ -420,7 +420,7 @@ func TestImportSkipInvalid(t *testing.T) {
 			for _, i := range []int{0, 5, 9} {
 				rows[i] = badRow(i)
 			}
-			a, _ := e.importOK(t, importPath+"?onError=skip", f.contentType, body(f.contentType, rows))
+			a, _ := e.importOK(t, importPath+"?onError=skip", f.contentType, body(f.contentType, rows), invalidRequest, "bad rows, skipped")
 			if a.Count != 7 || a.Skipped == nil || *a.Skipped != 3 || len(a.SkippedRows) != 3 {
 				t.Fatalf("answer %+v, want 7 imported and 3 skipped", a)
 			}
@@ -448,7 +448,7 @@ func TestImportSkipInvalid(t *testing.T) {
 		}
 	})
 	t.Run("ErrBadOnError", func(t *testing.T) {
-		p := checkProblem(t, e.do(t, "POST", importPath+"?onError=ignore", "application/json", `{"products":[]}`), 400)
+		p := checkProblem(t, e.bad("unknown onError").do(t, "POST", importPath+"?onError=ignore", "application/json", `{"products":[]}`), 400)
 		if !hasField(p, "onError", "invalid") {
 			t.Errorf("errors %+v", p.Errors)
 		}
@@ -538,7 +538,7 @@ func TestImportSKU(t *testing.T) {
 	})
 
 	t.Run("ErrInvalidSKU", func(t *testing.T) {
-		p := importProblem(t, e.do(t, "POST", importPath, "application/json",
+		p := importProblem(t, e.bad("invalid SKU").do(t, "POST", importPath, "application/json",
 			`{"products":[{"name":"a","price":1,"inventory":1,"sku":"has space"},{"name":"b","price":1,"inventory":1,"sku":"`+strings.Repeat("x", 65)+`"}]}`))
 		if !hasRow(p.Errors, 0, "sku", "invalid") || !hasRow(p.Errors, 1, "sku", "too_long") {
 			t.Errorf("errors %+v", p.Errors)
@@ -662,7 +662,7 @@ func TestImportTelemetry(t *testing.T) {
 		}
 	})
 	t.Run("RejectedInAbortMode", func(t *testing.T) {
-		importProblem(t, e.do(t, "POST", importPath, "application/json", body("application/json", rows)))
+		importProblem(t, e.bad("bad rows").do(t, "POST", importPath, "application/json", body("application/json", rows)))
 		e.stats.WaitFor(t, "import.duration", "format:json", "outcome:invalid")
 		e.stats.WaitForSum(t, telemetrytest.Equals(2), "import.rows", "format:json", "result:rejected")
 		if n := e.stats.Sum("import.rows", "format:json", "result:imported"); n != 0 {

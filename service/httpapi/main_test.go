@@ -27,6 +27,18 @@ type testEnv struct {
 	tel   *telemetry.Telemetry
 	stats *telemetrytest.StatsdCapture
 	logs  *observer.ObservedLogs
+	// why, when set, marks every request sent through this env as
+	// malformed on purpose (invalidRequest): see bad.
+	why string
+}
+
+// bad returns e for requests that are malformed on purpose, saying why:
+// the API's document does not describe them (contract_test.go), but the
+// answers they get are held to it all the same.
+func (e *testEnv) bad(why string) *testEnv {
+	c := *e
+	c.why = why
+	return &c
 }
 
 // newEnv starts the service's HTTP edge on a seeded fresh database, with
@@ -53,8 +65,7 @@ func newEnv(t testing.TB, configure ...func(*pgxpool.Config)) *testEnv {
 func serve(t testing.TB, db *postgres.DB, cfg httpapi.Config, tel *telemetry.Telemetry, stats *telemetrytest.StatsdCapture, logs *observer.ObservedLogs) *testEnv {
 	t.Helper()
 	h := httpapi.NewServer(httpapi.Deps{Config: cfg, Telemetry: tel, Products: db, Orders: db, Reports: postgres.NewReports(db.Pool, 0), Users: db, Tokens: db, DB: db})
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := newServer(t, h)
 	return &testEnv{db: db, srv: srv, tel: tel, stats: stats, logs: logs}
 }
 
@@ -92,12 +103,28 @@ func (e *testEnv) do(t testing.TB, method, path, contentType string, body string
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
+	if e.why != "" {
+		req.Header.Set(invalidRequest, e.why)
+	}
+	// The validator's findings about this exchange fail this test, here.
+	var collect func() []string
+	if !isBenchmark(t) {
+		c := theContract(t)
+		id, found := c.expect()
+		req.Header.Set(exchangeID, id)
+		collect = func() []string { return c.collect(id, found) }
+	}
 	res, err := e.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	if collect != nil {
+		for _, msg := range collect() {
+			t.Error(msg)
+		}
+	}
 	return response{status: res.StatusCode, header: res.Header, body: b}
 }
 

@@ -104,7 +104,7 @@ func TestProductVersions(t *testing.T) {
 		}
 	})
 	t.Run("V1HeadersOnErrors", func(t *testing.T) {
-		res := e.postJSON(t, "/products", `{"name":"x"}`)
+		res := e.bad("v1 without price and inventory").postJSON(t, "/products", `{"name":"x"}`)
 		checkProblem(t, res, 400)
 		checkV1(t, res)
 	})
@@ -131,7 +131,7 @@ func TestProductVersions(t *testing.T) {
 		"V2ErrLongDescription":    {`{"name":"x","description":"` + strings.Repeat("d", shop.MaxDescriptionLen+1) + `","price":1,"inventory":1}`, "too_long"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			res := e.postJSON(t, "/products/v2", c.body)
+			res := e.bad("field out of shape").postJSON(t, "/products/v2", c.body)
 			if p := checkProblem(t, res, 400); !hasField(p, "description", c.code) || res.header.Get("X-API-Version") != "v2" {
 				t.Errorf("%s %v", res.body, res.header)
 			}
@@ -139,7 +139,7 @@ func TestProductVersions(t *testing.T) {
 	}
 	t.Run("V2SharesV1FieldRules", func(t *testing.T) {
 		body := `{"name":"","description":"ok","price":-1,"inventory":1.5}`
-		p1, p2 := checkProblem(t, e.postJSON(t, "/products", body), 400), checkProblem(t, e.postJSON(t, "/products/v2", body), 400)
+		p1, p2 := checkProblem(t, e.bad("fields out of shape").postJSON(t, "/products", body), 400), checkProblem(t, e.bad("fields out of shape").postJSON(t, "/products/v2", body), 400)
 		if p1.Detail != p2.Detail {
 			t.Errorf("v1 %q, v2 %q", p1.Detail, p2.Detail)
 		}
@@ -194,6 +194,10 @@ func TestPatchProduct(t *testing.T) {
 		t.Helper()
 		return e.do(t, "PATCH", "/products/"+id, "application/merge-patch+json", body)
 	}
+	badPatch := func(t *testing.T, id, body string) response {
+		t.Helper()
+		return e.bad("patch out of shape").do(t, "PATCH", "/products/"+id, "application/merge-patch+json", body)
+	}
 	get := func(t *testing.T) shop.Product {
 		t.Helper()
 		var p shop.Product
@@ -243,7 +247,7 @@ func TestPatchProduct(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			before := get(t)
-			p := checkProblem(t, patch(t, id, c.body), 400)
+			p := checkProblem(t, badPatch(t, id, c.body), 400)
 			if !hasField(p, c.field, c.code) {
 				t.Errorf("errors lack %s %s: %+v", c.field, c.code, p.Errors)
 			}
@@ -252,9 +256,9 @@ func TestPatchProduct(t *testing.T) {
 			}
 		})
 	}
-	t.Run("ErrMalformedJSON", func(t *testing.T) { checkProblem(t, patch(t, id, `{"price":`), 400) })
+	t.Run("ErrMalformedJSON", func(t *testing.T) { checkProblem(t, badPatch(t, id, `{"price":`), 400) })
 	t.Run("ErrNotJSON", func(t *testing.T) {
-		checkProblem(t, e.do(t, "PATCH", "/products/"+id, "text/plain", `{"price":1}`), 415)
+		checkProblem(t, e.bad("not JSON").do(t, "PATCH", "/products/"+id, "text/plain", `{"price":1}`), 415)
 	})
 	t.Run("ErrUnknownID", func(t *testing.T) {
 		p := checkProblem(t, patch(t, "00000000-0000-4000-8000-000000000000", `{"price":1}`), 404)
@@ -326,7 +330,7 @@ func TestMissingDescription(t *testing.T) {
 	})
 	t.Run("ErrBadPaging", func(t *testing.T) {
 		for _, q := range []string{"limit=0", "limit=abc", "page=-1", "cursor=zzz", "page=2&cursor=" + url.QueryEscape("MTIz")} {
-			checkProblem(t, e.get(t, "/admin/products/missing-description?"+q), 400)
+			checkProblem(t, e.bad("bad paging").get(t, "/admin/products/missing-description?"+q), 400)
 		}
 	})
 }
@@ -401,7 +405,7 @@ func TestListProductsPaging(t *testing.T) {
 		"ErrCursorAndSearch":   "q=desk&cursor=MTIz",
 		"ErrMalformedEncoding": "q=%zz",
 	} {
-		t.Run(name, func(t *testing.T) { checkProblem(t, e.get(t, "/products?"+q), 400) })
+		t.Run(name, func(t *testing.T) { checkProblem(t, e.bad("bad paging").get(t, "/products?"+q), 400) })
 	}
 	t.Run("RejectionsCounted", func(t *testing.T) {
 		e.stats.WaitFor(t, telemetry.MetricProductQueryRejected, "reason:malformed_query")
@@ -502,7 +506,7 @@ func TestSearch(t *testing.T) {
 		"ErrBadEscape":   {"q=100%", "malformed_query"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			p := checkProblem(t, e.get(t, "/products?"+c.rawQuery), 400)
+			p := checkProblem(t, e.bad("search term out of shape").get(t, "/products?"+c.rawQuery), 400)
 			if c.reason != "malformed_query" && !hasField(p, "q", c.reason) {
 				t.Errorf("errors %+v lack q %s", p.Errors, c.reason)
 			}
@@ -582,7 +586,7 @@ func FuzzProductQuery(f *testing.F) {
 			paths = append(paths, raw)
 		}
 		for _, path := range paths {
-			res := e.get(t, path)
+			res := e.bad("fuzz input: any query string").get(t, path)
 			if res.status >= 500 {
 				t.Fatalf("GET %q -> %d %s", path, res.status, res.body)
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -43,8 +42,7 @@ func newLimitedEnv(t *testing.T, tokens uint64, window time.Duration, trusted ..
 	h := httpapi.NewServer(httpapi.Deps{Config: cfg, Telemetry: tel, Products: db, Orders: db,
 		Reports: postgres.NewReports(db.Pool, 0), Users: db, Tokens: db, DB: db,
 		RateLimit: httpapi.RateLimit{Limiter: store, Window: window, TrustedProxies: trusted}})
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := newServer(t, h)
 	return &testEnv{db: db, srv: srv, tel: tel, stats: stats, logs: logs}
 }
 

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -89,8 +88,7 @@ func newReportEnv(t *testing.T, o reportOpts) *reportEnv {
 		Config:    httpapi.Config{ReportsMaxConcurrent: o.maxConcurrent, ReportMaxDuration: o.maxDuration, ReportMaxLinesPerSec: o.linesPerSec},
 		Telemetry: tel, Products: db, Orders: db, Reports: reports, DB: db,
 	})
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := newServer(t, h)
 	return &reportEnv{
 		testEnv:     &testEnv{db: db, srv: srv, tel: tel, stats: stats, logs: logs},
 		reportsPool: rpool,
@@ -309,7 +307,7 @@ func TestReportSummary(t *testing.T) {
 	})
 
 	t.Run("ErrBadFormat", func(t *testing.T) {
-		p := checkProblem(t, e.get(t, "/reports/orders/"+heavy+"?format=pdf"), 400)
+		p := checkProblem(t, e.bad("unknown format").get(t, "/reports/orders/"+heavy+"?format=pdf"), 400)
 		if !hasField(p, "format", "oneof") {
 			t.Errorf("does not name the format: %+v", p)
 		}

@@ -10,6 +10,7 @@ func addRoutes(r *mux.Router, d Deps) {
 
 	r.Handle("/health", handleHealth()).Methods("GET", "HEAD")
 	r.Handle("/ready", handleReady(tel, d.DB, cfg.ReadyTimeout)).Methods("GET", "HEAD")
+	r.Handle("/openapi.yaml", handleOpenAPI()).Methods("GET", "HEAD") // api/openapi.yaml, this API's description
 
 	r.Handle("/products", handleListProducts(tel, d.Products)).Methods("GET") // ?page= | ?cursor= | ?q=
 	v1 := productsV1(cfg.ProductsV1DeprecatedAt, cfg.ProductsV1Sunset)

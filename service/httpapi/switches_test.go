@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httptrace"
 	"strings"
 	"sync"
@@ -49,8 +48,7 @@ func newSwitchedEnv(t *testing.T, wrap func(shop.ReportStore) shop.ReportStore) 
 	}
 	h := httpapi.NewServer(httpapi.Deps{Config: testConfig(), Telemetry: tel, Products: db, Orders: db,
 		Reports: reports, Users: db, DB: db, Switches: sw})
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	srv := newServer(t, h)
 	return &testEnv{db: db, srv: srv, tel: tel, stats: stats, logs: logs}
 }
 
@@ -98,7 +96,7 @@ func TestSwitchBoard(t *testing.T) {
 		checkProblem(t, e.do(t, "PUT", "/admin/switches/no-such", "application/json", `{"on":true}`), 404)
 	})
 	t.Run("ErrMissingOn", func(t *testing.T) {
-		checkProblem(t, e.do(t, "PUT", "/admin/switches/raw-errors", "application/json", `{}`), 400)
+		checkProblem(t, e.bad("on missing").do(t, "PUT", "/admin/switches/raw-errors", "application/json", `{}`), 400)
 	})
 	t.Run("AbsentWithoutSwitches", func(t *testing.T) {
 		plain := newEnv(t) // production wires no switch board
@@ -232,7 +230,7 @@ func TestSwitchRawErrors(t *testing.T) {
 	checkProblem(t, e.postJSON(t, "/products/v2", body), 409)
 
 	e.flip(t, shop.SwitchRawErrors, true)
-	res := e.postJSON(t, "/products/v2", body)
+	res := e.postJSON(t, "/products/v2", body, offContract, "raw-errors: the original's raw 500")
 	if res.status != 500 || !strings.Contains(string(res.body), "SQLSTATE 23505") || leaks.Find(res.body) == nil {
 		t.Errorf("on: %d %s; want a 500 with the driver's text", res.status, res.body)
 	}
@@ -241,7 +239,7 @@ func TestSwitchRawErrors(t *testing.T) {
 		t.Error("no error logged")
 	}
 	// Validation errors have no internal cause: unchanged.
-	checkProblem(t, e.postJSON(t, "/products/v2", `{"name":"x","price":1,"inventory":1}`), 400)
+	checkProblem(t, e.bad("v2 without a description").postJSON(t, "/products/v2", `{"name":"x","price":1,"inventory":1}`), 400)
 
 	e.flip(t, shop.SwitchRawErrors, false)
 	checkProblem(t, e.postJSON(t, "/products/v2", body), 409)

@@ -65,7 +65,7 @@ func TestCreateUser(t *testing.T) {
 			{`{"email": "x@example.com", "name": "X", "role": "admin"}`, "role", "unknown"},
 			{`{"email": 5, "name": "X"}`, "email", "type"},
 		} {
-			res := e.postJSON(t, "/users", c.body)
+			res := e.bad("field out of shape").postJSON(t, "/users", c.body)
 			var p struct {
 				Errors []struct{ Field, Code string }
 			}
