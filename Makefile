@@ -28,8 +28,10 @@ build:
 run: build
 	./scripts/run.sh
 
-## test: go vet and the race-enabled test suite (fuzz tests run their seed corpus)
-test: vet
+## test: the Debian packages the tests need (make deps: pgbouncer, pg_auto_failover, ...;
+## nothing when they are there), go vet and the race-enabled test suite (fuzz tests
+## run their seed corpus)
+test: deps vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 ## test-pgbouncer: the integration tests of checkout, import (COPY), reports
