@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/shoplab/shoplab/internal/pgproc"
 )
 
 // pgBinDir is where Debian's postgresql-15 package puts initdb and pg_ctl.
@@ -47,21 +47,19 @@ func startCluster(ctx context.Context, binDir string) (*cluster, error) {
 		return nil, err
 	}
 	c := &cluster{dir: dir, pgCtl: pgCtl, stdout: &bytes.Buffer{}}
-	if os.Geteuid() == 0 {
-		c.runAs = "postgres"
-		u, err := user.Lookup(c.runAs)
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("running as root, initdb needs the postgres user: %w", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
+	cred, err := pgproc.PostgresCredential()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("running as root, initdb needs the postgres user: %w", err)
 	}
-	port, err := freePort()
+	if cred != nil {
+		c.runAs = "postgres"
+	}
+	if err := pgproc.Chown(cred, dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	port, err := pgproc.FreePort()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -122,15 +120,6 @@ func (c *cluster) stop() {
 	defer cancel()
 	_ = c.run(ctx, c.pgCtl, "-D", filepath.Join(c.dir, "data"), "-m", "fast", "-w", "stop")
 	os.RemoveAll(c.dir)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // backgroundProbe sums the CPU time of the cluster's processes other than
