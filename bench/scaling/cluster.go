@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/shoplab/shoplab/internal/benchkit"
 	"github.com/shoplab/shoplab/internal/pgproc"
 )
 
@@ -186,15 +187,15 @@ func (p *backgroundProbe) stop() map[string]float64 {
 // read returns the CPU seconds of the postmaster and of its children that
 // are not client backends.
 func (p *backgroundProbe) read() map[int]float64 {
-	out := map[int]float64{p.pmPID: procCPU(p.pmPID)}
+	out := map[int]float64{p.pmPID: benchkit.ProcCPU(p.pmPID)}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || procParent(pid) != p.pmPID {
+		if err != nil || benchkit.ProcParent(pid) != p.pmPID {
 			continue
 		}
 		if processKind(pid, p.pmPID) != "" {
-			out[pid] = procCPU(pid)
+			out[pid] = benchkit.ProcCPU(pid)
 		}
 	}
 	return out
@@ -237,46 +238,4 @@ func processKind(pid, pmPID int) string {
 	}
 	kindCache[pid] = k
 	return k
-}
-
-// procParent is the parent pid of pid (0 if unknown).
-func procParent(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0
-	}
-	pp, _ := strconv.Atoi(f[1])
-	return pp
-}
-
-// userHZ is the unit of the CPU times in /proc (USER_HZ, 100 on Linux).
-const userHZ = 100
-
-// procCPU returns the user+system CPU seconds of pid (0 if unknown).
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / userHZ
 }
