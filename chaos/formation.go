@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/shoplab/shoplab/internal/pgproc"
 	"github.com/shoplab/shoplab/service/postgres"
 )
 
@@ -151,16 +151,6 @@ func pgMajor(pgctl string) int {
 	return n
 }
 
-// freePort asks the kernel for a free port of 127.0.0.1.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // StartFormation creates and starts a monitor with timing, a primary and
 // a synchronous standby, with the database dbName, migrated (the service's
 // migrations) and seeded by seed (which runs on the primary before the
@@ -194,20 +184,16 @@ func StartFormation(ctx context.Context, label string, timing FailoverTiming, db
 			f.superuser = u.Username
 		}
 	} else {
-		u, err := user.Lookup("postgres")
-		if err != nil {
+		if f.cred, err = pgproc.PostgresCredential(); err != nil {
 			return nil, fmt.Errorf("chaos: pg_autoctl refuses root and there is no user postgres: %w", err)
 		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		f.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if err := os.Chown(dir, uid, gid); err != nil {
+		if err := pgproc.Chown(f.cred, dir); err != nil {
 			return nil, err
 		}
 	}
 	ports := make([]int, 3)
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = pgproc.FreePort(); err != nil {
 			return nil, err
 		}
 	}

@@ -10,10 +10,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-)
 
-// userHZ is the unit of the CPU times in /proc (USER_HZ, 100 on Linux).
-const userHZ = 100
+	"github.com/shoplab/shoplab/internal/benchkit"
+)
 
 // cpuUsage is CPU time spent during a run, by who spent it.
 type cpuUsage struct {
@@ -51,7 +50,7 @@ type cpuProbe struct {
 
 func newCPUProbe(ctx context.Context, pool *pgxpool.Pool, appName string, svcPID int, client func() float64) *cpuProbe {
 	p := &cpuProbe{pool: pool, appName: appName, svcPID: svcPID, client: client, start: time.Now()}
-	p.svc = procCPU(svcPID)
+	p.svc = benchkit.ProcCPU(svcPID)
 	p.pg = backendCPU(ctx, pool, appName)
 	p.cli = client()
 	p.busy, p.all = machineCPU()
@@ -86,7 +85,7 @@ func (p *cpuProbe) sample(ctx context.Context) {
 func (p *cpuProbe) stop(ctx context.Context) cpuUsage {
 	var u cpuUsage
 	if p.svcPID > 0 {
-		u.ServiceSec = procCPU(p.svcPID) - p.svc
+		u.ServiceSec = benchkit.ProcCPU(p.svcPID) - p.svc
 	}
 	close(p.done)
 	p.wg.Wait()
@@ -98,31 +97,6 @@ func (p *cpuProbe) stop(ctx context.Context) cpuUsage {
 	busy, all := machineCPU()
 	u.MachineBusySec, u.MachineSec = busy-p.busy, all-p.all
 	return u
-}
-
-// procCPU returns the user+system CPU seconds of pid (0 if unknown).
-func procCPU(pid int) float64 {
-	if pid <= 0 {
-		return 0
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses: state is
-	// field 3, utime 14, stime 15.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / userHZ
 }
 
 // backendCPU returns the CPU seconds of each server process serving
@@ -137,7 +111,7 @@ func backendCPU(ctx context.Context, pool *pgxpool.Pool, appName string) map[int
 	for rows.Next() {
 		var pid int
 		if rows.Scan(&pid) == nil {
-			out[pid] = procCPU(pid)
+			out[pid] = benchkit.ProcCPU(pid)
 		}
 	}
 	return out
@@ -161,7 +135,7 @@ func machineCPU() (busy, all float64) {
 			busy += n
 		}
 	}
-	return busy / userHZ, all / userHZ
+	return busy / benchkit.UserHZ, all / benchkit.UserHZ
 }
 
 // selfCPU is this process's CPU seconds (vegeta's workers run here).

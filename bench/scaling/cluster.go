@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +13,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/shoplab/shoplab/internal/benchkit"
+	"github.com/shoplab/shoplab/internal/pgproc"
 )
 
 // pgBinDir is where Debian's postgresql-15 package puts initdb and pg_ctl.
@@ -47,21 +48,19 @@ func startCluster(ctx context.Context, binDir string) (*cluster, error) {
 		return nil, err
 	}
 	c := &cluster{dir: dir, pgCtl: pgCtl, stdout: &bytes.Buffer{}}
-	if os.Geteuid() == 0 {
-		c.runAs = "postgres"
-		u, err := user.Lookup(c.runAs)
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("running as root, initdb needs the postgres user: %w", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
+	cred, err := pgproc.PostgresCredential()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("running as root, initdb needs the postgres user: %w", err)
 	}
-	port, err := freePort()
+	if cred != nil {
+		c.runAs = "postgres"
+	}
+	if err := pgproc.Chown(cred, dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	port, err := pgproc.FreePort()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -122,15 +121,6 @@ func (c *cluster) stop() {
 	defer cancel()
 	_ = c.run(ctx, c.pgCtl, "-D", filepath.Join(c.dir, "data"), "-m", "fast", "-w", "stop")
 	os.RemoveAll(c.dir)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // backgroundProbe sums the CPU time of the cluster's processes other than
@@ -197,15 +187,15 @@ func (p *backgroundProbe) stop() map[string]float64 {
 // read returns the CPU seconds of the postmaster and of its children that
 // are not client backends.
 func (p *backgroundProbe) read() map[int]float64 {
-	out := map[int]float64{p.pmPID: procCPU(p.pmPID)}
+	out := map[int]float64{p.pmPID: benchkit.ProcCPU(p.pmPID)}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || procParent(pid) != p.pmPID {
+		if err != nil || benchkit.ProcParent(pid) != p.pmPID {
 			continue
 		}
 		if processKind(pid, p.pmPID) != "" {
-			out[pid] = procCPU(pid)
+			out[pid] = benchkit.ProcCPU(pid)
 		}
 	}
 	return out
@@ -248,46 +238,4 @@ func processKind(pid, pmPID int) string {
 	}
 	kindCache[pid] = k
 	return k
-}
-
-// procParent is the parent pid of pid (0 if unknown).
-func procParent(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0
-	}
-	pp, _ := strconv.Atoi(f[1])
-	return pp
-}
-
-// userHZ is the unit of the CPU times in /proc (USER_HZ, 100 on Linux).
-const userHZ = 100
-
-// procCPU returns the user+system CPU seconds of pid (0 if unknown).
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / userHZ
 }

@@ -323,3 +323,25 @@ func TestWriteJSON(t *testing.T) {
 		t.Errorf("wrote %q", b)
 	}
 }
+
+func TestProcStat(t *testing.T) {
+	t.Parallel()
+	if got, want := ProcParent(os.Getpid()), os.Getppid(); got != want {
+		t.Errorf("ProcParent(self) = %d, want %d", got, want)
+	}
+	// This process's CPU time shows once it has spent a few ticks.
+	deadline := time.Now().Add(30 * time.Second)
+	for ProcCPU(os.Getpid()) <= 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("ProcCPU(self) still 0 after 30s of spinning")
+		}
+		for i := 0; i < 1_000_000; i++ {
+			_ = strings.Repeat("x", i%8)
+		}
+	}
+	for _, pid := range []int{0, -1} {
+		if ProcCPU(pid) != 0 || ProcParent(pid) != 0 {
+			t.Errorf("pid %d: ProcCPU %v, ProcParent %d; want 0, 0", pid, ProcCPU(pid), ProcParent(pid))
+		}
+	}
+}

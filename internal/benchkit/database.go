@@ -1,7 +1,8 @@
 // Package benchkit is the plumbing the benchmark programs under bench/
 // share: the PostgreSQL server to use, a fresh migrated database per run,
 // shopd started as a subprocess on a free port of 127.0.0.1, its resident
-// memory read from /proc, and the JSON results file.
+// memory read from /proc (and any process's CPU time and parent), and the
+// JSON results file.
 //
 // Nothing here returns *shop.Error: these are tools, not stores; every
 // function returns plain errors with their cause wrapped.

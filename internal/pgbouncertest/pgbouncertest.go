@@ -27,7 +27,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -37,6 +36,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoplab/shoplab/internal/pgproc"
 )
 
 // ExecMode is the pgx query exec mode that works through PgBouncer 1.18 in
@@ -125,30 +126,25 @@ func Start(ctx context.Context, serverURL string, opt Options) (*Bouncer, error)
 		return nil, fmt.Errorf("server URL: want postgres://user@host:port/db")
 	}
 	b := &Bouncer{server: u, opt: opt, uid: -1}
-	var cred *syscall.Credential
-	if os.Geteuid() == 0 {
-		pg, err := user.Lookup("postgres")
-		if err != nil {
-			return nil, fmt.Errorf("pgbouncer refuses to run as root and there is no postgres user to run it as: %w", err)
-		}
-		uid, _ := strconv.Atoi(pg.Uid)
-		gid, _ := strconv.Atoi(pg.Gid)
-		b.uid = uid
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
+	cred, err := pgproc.PostgresCredential()
+	if err != nil {
+		return nil, fmt.Errorf("pgbouncer refuses to run as root and there is no postgres user to run it as: %w", err)
+	}
+	if cred != nil {
+		b.uid = int(cred.Uid)
+		cred.NoSetGroups = true
 	}
 	collectStaleDirs()
 	if b.dir, err = os.MkdirTemp("", fmt.Sprintf("%sp%d-", dirPrefix, os.Getpid())); err != nil {
 		return nil, err
 	}
-	if b.uid >= 0 {
-		if err := os.Chown(b.dir, b.uid, int(cred.Gid)); err != nil {
-			_ = os.RemoveAll(b.dir)
-			return nil, err
-		}
+	if err := pgproc.Chown(cred, b.dir); err != nil {
+		_ = os.RemoveAll(b.dir)
+		return nil, err
 	}
 	// A port picked free may be taken before pgbouncer binds it: try again.
 	for attempt := 0; ; attempt++ {
-		if b.Port, err = freePort(); err == nil {
+		if b.Port, err = pgproc.FreePort(); err == nil {
 			if err = b.writeConfig(); err == nil {
 				err = b.start(ctx, bin, cred)
 			}
@@ -403,16 +399,6 @@ func (b *Bouncer) Stop() error {
 		_ = os.RemoveAll(b.dir)
 	}
 	return err
-}
-
-// freePort returns a port of 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // syncWriter serializes writes to w under mu.

@@ -13,10 +13,8 @@ package pgcluster
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -25,6 +23,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/shoplab/shoplab/internal/pgproc"
 )
 
 // Cluster is a PostgreSQL server started by this package.
@@ -79,12 +79,11 @@ func run(t testing.TB, cmd *exec.Cmd) string {
 // FreePort returns a TCP port of 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := pgproc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // tempDir makes a directory the postgres user owns, removed on cleanup.
@@ -98,16 +97,12 @@ func tempDir(t testing.TB) string {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatalf("pgcluster: running as root needs a postgres user (make deps installs PostgreSQL): %v", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
-		}
+	cred, err := pgproc.PostgresCredential()
+	if err != nil {
+		t.Fatalf("pgcluster: running as root needs a postgres user (make deps installs PostgreSQL): %v", err)
+	}
+	if err := pgproc.Chown(cred, dir); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
