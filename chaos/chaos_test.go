@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -140,19 +141,27 @@ func TestScenarios(t *testing.T) {
 			defer wg.Done()
 			for sc := range work {
 				t.Run(sc.Name, func(t *testing.T) {
-					var log strings.Builder
-					rep, err := s.run(t, sc, false, &log)
-					if err != nil {
-						t.Fatalf("%v\n%s", err, log.String())
-					}
-					var tl strings.Builder
-					rep.PrintTimeline(&tl)
-					t.Log(log.String() + tl.String())
-					if _, _, err := rep.Write(out); err != nil {
-						t.Fatal(err)
-					}
-					for _, f := range rep.Failures {
-						t.Errorf("missed: %s", f)
+					for attempt := 1; ; attempt++ {
+						var log strings.Builder
+						rep, err := s.run(t, sc, false, &log)
+						if err != nil {
+							t.Fatalf("%v\n%s", err, log.String())
+						}
+						var tl strings.Builder
+						rep.PrintTimeline(&tl)
+						t.Log(log.String() + tl.String())
+						if _, _, err := rep.Write(out); err != nil {
+							t.Fatal(err)
+						}
+						if attempt == 1 && len(rep.Failures) > 0 && onlyTimingMisses(rep.Failures) {
+							t.Logf("attempt 1 missed only timing expectations (monitors, signatures, bounds) on a shared machine; running %s again, which must pass:\n  %s",
+								sc.Name, strings.Join(rep.Failures, "\n  "))
+							continue
+						}
+						for _, f := range rep.Failures {
+							t.Errorf("missed: %s", f)
+						}
+						return
 					}
 				})
 			}
@@ -231,6 +240,51 @@ func TestScaleMonitor(t *testing.T) {
 	for _, m := range mons {
 		if MonitorID(m) == "outbox-oldest-pending" && !IsAgeThreshold(m) {
 			t.Error("outbox-oldest-pending is not taken for an age threshold")
+		}
+	}
+}
+
+// onlyTimingMisses reports whether every missed expectation is one that a
+// starved CPU can cause: a monitor firing, or recovering, a moment off; a
+// signature ratio at a phase's edge; answers slower than a bound; a
+// recovery or an outage longer than its bound. TestScenarios runs such a
+// scenario once more. Anything else (a broken invariant: an oversell, an
+// order without its 201 or its mail; a 5xx that is not 503 + Retry-After;
+// an unexpected status class; a fault that could not be injected) is
+// never retried: it fails at once.
+func onlyTimingMisses(failures []string) bool {
+	timing := regexp.MustCompile(`^(monitor |signature |bounds of .*answers slower than |recovery: first 2xx |outage: .* down .* want at most )`)
+	for _, f := range failures {
+		if !timing.MatchString(f) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestOnlyTimingMisses: which misses TestScenarios retries.
+func TestOnlyTimingMisses(t *testing.T) {
+	retried := []string{
+		"monitor search-timeouts fired but did not recover by the end of the recovery phase",
+		"monitor checkout-p99 must stay quiet but fired at +2.3s (healthy phase): env:chaos ALERT at +2s (value 1616)",
+		`signature "statements per order-history request" in the fault phase: 2.007, want <= 2`,
+		"bounds of probes/ready: 3 answers slower than 500 ms (worst 812ms)",
+		"recovery: first 2xx of buyers/checkout 2.500 s after the heal, want within 2 s",
+		"outage: buyers/checkout down 9.100 s, want at most 8 s",
+	}
+	failed := []string{
+		"invariant one-mail-per-order: 1305 mails for 1588 orders",
+		"bounds of probes/ready: 2 answers 5xx but not 503 + Retry-After",
+		"outage: 1 5xx other than 503 + Retry-After and 0 transport errors",
+		"load history answered [5xx], want only 2xx",
+		"fault: inject: connection refused",
+	}
+	if !onlyTimingMisses(retried) {
+		t.Error("timing misses not retried")
+	}
+	for _, f := range failed {
+		if onlyTimingMisses(append(retried[:1:1], f)) {
+			t.Errorf("retried: %s", f)
 		}
 	}
 }
