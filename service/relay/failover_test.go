@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/shoplab/shoplab/service/internal/pgtest"
 )
 
 // TestRelayMarkSurvivesLostConnection checks that a mail sent while the
@@ -21,7 +23,10 @@ func TestRelayMarkSurvivesLostConnection(t *testing.T) {
 	// one without a ping first).
 	e.smtp.SetDelay(500 * time.Millisecond)
 	r := e.relay(t, "failover")
-	killer, err := pgx.Connect(ctx, e.db.Pool.Config().ConnString())
+	// Directly, also under PGTEST_PGBOUNCER: there the connections ended
+	// are pgbouncer's to the server, which the relay's next statement
+	// meets as PostgreSQL's primary dying.
+	killer, err := pgx.Connect(ctx, pgtest.DirectURL(t, e.db.Pool.Config().ConnString()))
 	if err != nil {
 		t.Fatal(err)
 	}
