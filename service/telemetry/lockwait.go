@@ -97,9 +97,37 @@ WHERE a.application_name = $1
 // text (same role, or pg_read_all_stats). Failures are logged (the first,
 // then every 60th in a row) and sampling goes on, reconnecting as needed.
 func SampleLockWaits(ctx context.Context, t *Telemetry, pool *pgxpool.Pool, interval time.Duration) {
-	connCfg := pool.Config().ConnConfig
+	sampleOwnConn(ctx, t, ownConnSampler{
+		what: "lock wait sampler", appSuffix: ".lock_sampler", interval: interval, timeout: interval,
+		sample: func(ctx context.Context, conn *pgx.Conn) error { return sampleLockWaits(ctx, t, conn) },
+	}, pool)
+}
+
+// ownConnSampler is a sampler that runs on a connection of its own (see
+// sampleOwnConn).
+type ownConnSampler struct {
+	what      string        // its name in the log: "lock wait sampler"
+	appSuffix string        // appended to AppName for application_name
+	interval  time.Duration // how often it samples
+	timeout   time.Duration // the bound of one sample, connecting included
+	fields    []zap.Field   // more fields of its log lines
+	// sample takes one sample on conn; a non-nil error closes conn (the
+	// next sample reconnects).
+	sample func(ctx context.Context, conn *pgx.Conn) error
+	// failed, when set, is told of each failed sample.
+	failed func(err error)
+}
+
+// sampleOwnConn runs s every s.interval until ctx ends, on a connection of
+// its own made from pool's settings (application_name AppName +
+// s.appSuffix, no tracer) rather than through the pool, so that a pool
+// that is exhausted does not delay it. A sample that fails closes the
+// connection, and the next one reconnects; failures are logged (the
+// first, then every 60th in a row), and so is the recovery.
+func sampleOwnConn(ctx context.Context, t *Telemetry, s ownConnSampler, pool *pgxpool.Pool) {
+	connCfg := pool.Config().ConnConfig.Copy()
 	connCfg.Tracer = nil
-	connCfg.RuntimeParams["application_name"] = t.Config.AppName + ".lock_sampler"
+	connCfg.RuntimeParams["application_name"] = t.Config.AppName + s.appSuffix
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
@@ -109,29 +137,32 @@ func SampleLockWaits(ctx context.Context, t *Telemetry, pool *pgxpool.Pool, inte
 		}
 	}()
 	failures := 0
-	every(ctx, interval, func() {
-		sctx, cancel := context.WithTimeout(ctx, interval)
+	every(ctx, s.interval, func() {
+		sctx, cancel := context.WithTimeout(ctx, s.timeout)
 		defer cancel()
 		var err error
 		if conn == nil {
 			conn, err = pgx.ConnectConfig(sctx, connCfg)
 		}
 		if err == nil {
-			err = sampleLockWaits(sctx, t, conn)
+			err = s.sample(sctx, conn)
 		}
 		switch {
 		case err == nil:
 			if failures > 0 {
-				t.Log.Info("lock wait sampler recovered", zap.Int("failures", failures))
+				t.Log.Info(s.what+" recovered", append(s.fields, zap.Int("failures", failures))...)
 			}
 			failures = 0
 			return
 		case ctx.Err() != nil:
 			return
 		case failures%60 == 0:
-			t.Log.Warn("lock wait sampler failed", zap.Error(err), zap.Int("failures", failures+1))
+			t.Log.Warn(s.what+" failed", append(s.fields, zap.Error(err), zap.Int("failures", failures+1))...)
 		}
 		failures++
+		if s.failed != nil {
+			s.failed(err)
+		}
 		if conn != nil {
 			_ = conn.Close(sctx)
 			conn = nil

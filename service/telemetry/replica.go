@@ -110,59 +110,28 @@ const sampleTimeout = 2 * time.Second
 // logged (the first, then every 60th in a row) and sampling goes on,
 // reconnecting as needed. It blocks: run it in its own goroutine.
 func SampleReplicaLag(ctx context.Context, t *Telemetry, name string, pool *pgxpool.Pool, lag *ReplicaLag, interval time.Duration) {
-	connCfg := pool.Config().ConnConfig.Copy()
-	connCfg.Tracer = nil
-	connCfg.RuntimeParams["application_name"] = t.Config.AppName + ".replica_sampler"
 	tags := []string{"pool:" + name}
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			_ = conn.Close(cctx)
-			cancel()
-		}
-	}()
-	failures := 0
-	every(ctx, interval, func() {
-		sctx, cancel := context.WithTimeout(ctx, max(interval, sampleTimeout))
-		defer cancel()
-		var err error
-		if conn == nil {
-			conn, err = pgx.ConnectConfig(sctx, connCfg)
-		}
-		var standby, streaming bool
-		var bytes int64
-		var sinceReplay float64
-		if err == nil {
-			err = conn.QueryRow(sctx, replicaLagSQL).Scan(&standby, &bytes, &streaming, &sinceReplay)
-		}
-		switch {
-		case err == nil:
-			if failures > 0 {
-				t.Log.Info("replica lag sampler recovered", zap.String("pool", name), zap.Int("failures", failures))
+	sampleOwnConn(ctx, t, ownConnSampler{
+		what: "replica lag sampler", appSuffix: ".replica_sampler", interval: interval,
+		timeout: max(interval, sampleTimeout), fields: []zap.Field{zap.String("pool", name)},
+		sample: func(ctx context.Context, conn *pgx.Conn) error {
+			var standby, streaming bool
+			var bytes int64
+			var sinceReplay float64
+			if err := conn.QueryRow(ctx, replicaLagSQL).Scan(&standby, &bytes, &streaming, &sinceReplay); err != nil {
+				return err
 			}
-			failures = 0
 			r := lag.record(time.Now(), standby, streaming, bytes, sinceReplay)
-			if !standby {
-				return
+			if standby {
+				m := t.Metrics
+				_ = m.Gauge(MetricDBReplicaLagSeconds, r.Lag.Seconds(), tags, 1)
+				_ = m.Gauge(MetricDBReplicaLagBytes, float64(r.Bytes), tags, 1)
+				_ = m.Gauge(MetricDBReplicaStreaming, b2f(r.Streaming), tags, 1)
 			}
-			m := t.Metrics
-			_ = m.Gauge(MetricDBReplicaLagSeconds, r.Lag.Seconds(), tags, 1)
-			_ = m.Gauge(MetricDBReplicaLagBytes, float64(r.Bytes), tags, 1)
-			_ = m.Gauge(MetricDBReplicaStreaming, b2f(r.Streaming), tags, 1)
-			return
-		case ctx.Err() != nil:
-			return
-		case failures%60 == 0:
-			t.Log.Warn("replica lag sampler failed", zap.String("pool", name), zap.Error(err), zap.Int("failures", failures+1))
-		}
-		failures++
-		lag.fail(time.Now(), err)
-		if conn != nil {
-			_ = conn.Close(sctx)
-			conn = nil
-		}
-	})
+			return nil
+		},
+		failed: func(err error) { lag.fail(time.Now(), err) },
+	}, pool)
 }
 
 func b2f(b bool) float64 {
