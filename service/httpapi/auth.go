@@ -27,23 +27,37 @@ func requireAdmin(tel *telemetry.Telemetry, token string) mux.MiddlewareFunc {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
-			cred = strings.TrimSpace(cred)
-			if !strings.EqualFold(scheme, "Bearer") || cred == "" {
+			cred := bearerCredential(r)
+			if cred == "" {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="shoplab admin"`)
 				writeError(w, r, tel, shop.Errorf(shop.EUNAUTHORIZED, "Admin endpoints require an Authorization: Bearer <token> header."))
 				return
 			}
-			// Comparing digests takes the same time whatever the token's
-			// length and however much of it matches.
-			got := sha256.Sum256([]byte(cred))
-			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			if !sameDigest(cred, want) {
 				writeError(w, r, tel, shop.Errorf(shop.EFORBIDDEN, "The admin token is not valid."))
 				return
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// bearerCredential is the credential of the request's
+// `Authorization: Bearer <credential>` header, "" when there is none.
+func bearerCredential(r *http.Request) string {
+	scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(cred)
+}
+
+// sameDigest reports whether cred's SHA-256 is want. Comparing digests
+// takes the same time whatever the credential's length and however much
+// of it matches.
+func sameDigest(cred string, want [sha256.Size]byte) bool {
+	got := sha256.Sum256([]byte(cred))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 // buyerKey is the context key of the request's buyer principal.
@@ -127,19 +141,14 @@ func withCredentials(tokens shop.TokenStore, adminToken string) mux.MiddlewareFu
 	admin := sha256.Sum256([]byte(adminToken))
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			cred := bearerCredential(r)
+			if cred == "" { // proves nothing: what credentialOf answers without a resolver
+				next.ServeHTTP(w, r)
+				return
+			}
 			lc := &lazyCredential{resolve: func() credential {
-				scheme, cred, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
-				cred = strings.TrimSpace(cred)
-				if !strings.EqualFold(scheme, "Bearer") || cred == "" {
-					return credential{}
-				}
-				if adminToken != "" {
-					// Comparing digests takes the same time whatever the
-					// token's length and however much of it matches.
-					got := sha256.Sum256([]byte(cred))
-					if subtle.ConstantTimeCompare(got[:], admin[:]) == 1 {
-						return credential{present: true, admin: true}
-					}
+				if adminToken != "" && sameDigest(cred, admin) {
+					return credential{present: true, admin: true}
 				}
 				if tokens == nil {
 					return credential{present: true, err: shop.Errorf(shop.EUNAUTHORIZED, "The buyer token is not valid or was revoked.")}
@@ -153,7 +162,9 @@ func withCredentials(tokens shop.TokenStore, adminToken string) mux.MiddlewareFu
 }
 
 // credentialOf returns the request's credential, resolving it on first
-// use. A request that withCredentials did not see proves nothing.
+// use. A request without a Bearer credential (withCredentials then puts
+// no resolver in its context, and the request is not copied) or that
+// withCredentials did not see proves nothing.
 func credentialOf(r *http.Request) credential {
 	lc, ok := r.Context().Value(credKey{}).(*lazyCredential)
 	if !ok {
