@@ -176,19 +176,11 @@ type flashRun struct {
 // measureFlash runs the flash script for each slot count and for many
 // products, -rounds times, then a sell-out run, on a fresh database.
 func measureFlash(ctx context.Context, o options, stdout io.Writer) (*flashPart, error) {
-	bin, err := exec.LookPath(o.pgbench)
-	if err != nil {
-		return nil, fmt.Errorf("%s not found (%w); make deps installs postgresql-15, which has it", o.pgbench, err)
-	}
-	db, err := benchkit.CreateDatabase(ctx, o.server, "scaling")
+	bin, db, pool, err := pgbenchDatabase(ctx, o, "scaling")
 	if err != nil {
 		return nil, err
 	}
 	defer db.Drop()
-	pool, err := pgxpool.New(ctx, db.URL)
-	if err != nil {
-		return nil, err
-	}
 	defer pool.Close()
 	if _, err := pool.Exec(ctx, flashSchemaSQL); err != nil {
 		return nil, err

@@ -36,19 +36,11 @@ func measureWAL(ctx context.Context, o options, script string) (*walPart, error)
 	if script == "" {
 		return nil, fmt.Errorf("bench-checkout's JSON has no uniform pgbench script")
 	}
-	bin, err := exec.LookPath(o.pgbench)
-	if err != nil {
-		return nil, fmt.Errorf("%s not found (%w); make deps installs postgresql-15, which has it", o.pgbench, err)
-	}
-	db, err := benchkit.CreateDatabase(ctx, o.server, "scaling_wal")
+	bin, db, pool, err := pgbenchDatabase(ctx, o, "scaling_wal")
 	if err != nil {
 		return nil, err
 	}
 	defer db.Drop()
-	pool, err := pgxpool.New(ctx, db.URL)
-	if err != nil {
-		return nil, err
-	}
 	defer pool.Close()
 	// bench_catalog and a data set as bench/checkout makes them (db.go).
 	const label = "wal"
@@ -109,4 +101,22 @@ CHECKPOINT`)
 func printWAL(w io.Writer, p *walPart) {
 	fmt.Fprintf(w, "WAL per uniform checkout (pgbench twin, dedicated cluster, 5 s after a CHECKPOINT): %.0f bytes (%d bytes for %d checkouts, %d full-page images)\n",
 		p.BytesPerCheckout, p.Bytes, p.Transactions, p.FullPageImages)
+}
+
+// pgbenchDatabase finds the pgbench binary (-pgbench) and creates a fresh
+// migrated database named for label, with a pool on it: what the WAL and
+// flash-sale runs start from. The caller drops the database and closes
+// the pool.
+func pgbenchDatabase(ctx context.Context, o options, label string) (bin string, db *benchkit.Database, pool *pgxpool.Pool, err error) {
+	if bin, err = exec.LookPath(o.pgbench); err != nil {
+		return "", nil, nil, fmt.Errorf("%s not found (%w); make deps installs postgresql-15, which has it", o.pgbench, err)
+	}
+	if db, err = benchkit.CreateDatabase(ctx, o.server, label); err != nil {
+		return "", nil, nil, err
+	}
+	if pool, err = pgxpool.New(ctx, db.URL); err != nil {
+		db.Drop()
+		return "", nil, nil, err
+	}
+	return bin, db, pool, nil
 }
