@@ -374,11 +374,10 @@ func handleOrderReport(tel *telemetry.Telemetry, reports shop.ReportStore, sw sh
 		ctx, cancel := context.WithTimeoutCause(r.Context(), maxDuration, reportTooLong)
 		defer cancel()
 		if download {
+			// A download is long: the shutdown ends it. The summary is a
+			// short request (a preview, bounded by maxDuration), which the
+			// shutdown lets finish like any other.
 			defer endOnShutdown(r.Context(), w, cancel)()
-		} else {
-			// The summary has sent nothing when the shutdown ends it: its
-			// 503 must still be written, so only its work is cancelled.
-			defer context.AfterFunc(stoppingFrom(r.Context()), cancel)()
 		}
 		var err error
 		switch {
@@ -445,7 +444,7 @@ func timeoutCause(ctx context.Context, err error) error {
 	}
 	if errors.Is(ctx.Err(), context.Canceled) && stoppingFrom(ctx).Err() != nil {
 		// Ended by the shutdown (endOnShutdown), not by the client: a
-		// report that has sent nothing yet answers the shutdown's 503.
+		// download that has sent nothing yet answers the shutdown's 503.
 		return errShuttingDown(reportShutdownRetryAfter)
 	}
 	return err
